@@ -1,6 +1,12 @@
 #ifndef TS_CLI_H
 #define TS_CLI_H
+#include <stdbool.h>
 #define TS_VERSION_STRING "0.1.0"
 int cmd_convert(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+/* -t N: 1..4096; prints the error itself. */
+#include <jansson.h>
+/* Prints j (indented) and a newline to stdout, then releases it. */
+void cli_print_json(json_t *j);
+bool cli_parse_threads(const char *s, int *out);
 #endif

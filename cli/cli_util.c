@@ -1,0 +1,30 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+bool cli_parse_threads(const char *s, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < 1 || v > 4096) {
+        fprintf(stderr, "tessera: -t %s: expected a thread count from 1 to 4096\n", s);
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+void cli_print_json(json_t *j)
+{
+    if (!j)
+        return;
+    char *text = json_dumps(j, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+    if (text) {
+        puts(text);
+        free(text);
+    }
+    json_decref(j);
+}

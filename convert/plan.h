@@ -1,0 +1,33 @@
+/* The conversion plan: every output tensor, its type, shape, sources and
+ * row transform, decided before a byte is written. */
+#ifndef TS_PLAN_H
+#define TS_PLAN_H
+
+#include "arch.h"
+#include "formats/checkpoint.h"
+
+typedef struct {
+    char name[TS_MAX_NAME];
+    ts_dtype type;            /* output type */
+    int n_dims;
+    int64_t ne[TS_MAX_DIMS];  /* ggml order */
+    ts_xform xform;
+    int64_t xform_groups;     /* heads for a Q/K permutation */
+    size_t n_src;             /* 1, or the expert count for a stacked tensor */
+    const ts_tensor **src;    /* sources; NULL for generated tensors */
+    const ts_gen_tensor *gen; /* generated data (F32) */
+    int sort_group, sort_layer, sort_rule;
+} ts_out_tensor;
+
+typedef struct {
+    size_t n;
+    ts_out_tensor *t;
+} ts_plan;
+
+/* target: TS_DTYPE_INVALID keeps the stored float type ("auto"). */
+ts_status ts_plan_build(const ts_conv *c, const ts_checkpoint *ckpt, ts_dtype target, ts_plan *plan, ts_err *err);
+void ts_plan_free(ts_plan *plan);
+/* Matches name against an hf pattern with {L} and {E}; -1 where absent. */
+bool ts_name_match(const char *pattern, const char *name, int64_t *layer, int64_t *expert);
+
+#endif

@@ -1,0 +1,29 @@
+/* A checkpoint of any input format seen as one flat list of named tensors.
+ * convert/ and quantize read models through this and never through a format
+ * reader directly, so adding an input format touches only formats/. */
+#ifndef TS_CHECKPOINT_H
+#define TS_CHECKPOINT_H
+
+#include "core/ts.h"
+
+typedef enum { TS_CKPT_SAFETENSORS, TS_CKPT_GGUF } ts_checkpoint_kind;
+
+typedef struct ts_checkpoint ts_checkpoint;
+
+/* path: a model directory, a .safetensors file or a safetensors index. */
+ts_status ts_checkpoint_open(const char *path, ts_checkpoint **out, ts_err *err);
+void ts_checkpoint_close(ts_checkpoint *c);
+
+ts_checkpoint_kind ts_checkpoint_kind_of(const ts_checkpoint *c);
+size_t ts_checkpoint_n_tensors(const ts_checkpoint *c);
+/* Tensors in the order that reads the files sequentially. t->data is mapped. */
+const ts_tensor *ts_checkpoint_tensor(const ts_checkpoint *c, size_t i);
+const ts_tensor *ts_checkpoint_find(const ts_checkpoint *c, const char *name);
+/* Paths of the files that hold tensor data (NULL-terminated), e.g. to refuse overwriting them. */
+const char *const *ts_checkpoint_files(const ts_checkpoint *c);
+/* Total bytes of tensor data. */
+uint64_t ts_checkpoint_data_bytes(const ts_checkpoint *c);
+/* Done with this tensor's bytes: drop its pages so RSS stays bounded while streaming. */
+void ts_checkpoint_release(const ts_checkpoint *c, const ts_tensor *t);
+
+#endif
