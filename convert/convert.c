@@ -82,7 +82,7 @@ static ts_status convert_row(void *ctx, int64_t i, int thread)
     const ts_tensor *s = o->src[e];
     uint32_t esize = ts_dtype_get(s->dtype)->block_bytes;
     uint64_t src_row_bytes = (uint64_t)job->row_len * esize;
-    const uint8_t *src = (const uint8_t *)s->data + (uint64_t)sr * src_row_bytes;
+    const uint8_t *src = (const uint8_t *)o->src_data[e] + (uint64_t)sr * src_row_bytes;
     if (s->dtype == o->type) {
         memcpy(dst, src, src_row_bytes);
         return TS_OK;
@@ -101,7 +101,7 @@ typedef struct {
     uint64_t done_bytes;
 } stream_state;
 
-static ts_status stream_tensor(const ts_out_tensor *o, ts_gguf_writer *w, const ts_checkpoint *ckpt, int n_threads,
+static ts_status stream_tensor(ts_out_tensor *o, ts_gguf_writer *w, const ts_checkpoint *ckpt, int n_threads,
                                stream_state *ss, ts_err *err)
 {
     int64_t row_len, n_rows;
@@ -121,6 +121,14 @@ static ts_status stream_tensor(const ts_out_tensor *o, ts_gguf_writer *w, const 
         chunk_rows = 1;
     if (chunk_rows > n_rows)
         chunk_rows = n_rows;
+    for (size_t e = 0; e < o->n_src && o->src; e++) {
+        ts_status ds = ts_checkpoint_data(ckpt, o->src[e], &o->src_data[e], err);
+        if (ds != TS_OK) {
+            for (size_t k = 0; k < e; k++)
+                ts_checkpoint_release(ckpt, o->src[k]);
+            return ds;
+        }
+    }
     chunk_job job = {.o = o, .row_len = row_len, .rows_per_src = n_rows / (int64_t)o->n_src,
                      .out_row_bytes = out_row_bytes};
     ts_status st = TS_OK;

@@ -131,7 +131,8 @@ static ts_status add_source(const ts_conv *c, ts_plan *plan, const ts_tensor *t,
         snprintf(o->name, sizeof o->name, "%s", name);
         o->n_src = expert >= 0 ? (size_t)hp->n_expert : 1;
         o->src = calloc(o->n_src, sizeof *o->src);
-        if (!o->src)
+        o->src_data = calloc(o->n_src, sizeof *o->src_data);
+        if (!o->src || !o->src_data)
             return ts_fail(err, TS_ERR_NOMEM, "out of memory");
         o->n_dims = t->n_dims;
         for (int i = 0; i < TS_MAX_DIMS; i++)
@@ -251,6 +252,7 @@ void ts_plan_free(ts_plan *plan)
 {
     for (size_t i = 0; i < plan->n; i++)
         free(plan->t[i].src);
+        free(plan->t[i].src_data);
     free(plan->t);
     memset(plan, 0, sizeof *plan);
 }

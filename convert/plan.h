@@ -15,6 +15,7 @@ typedef struct {
     int64_t xform_groups;     /* heads for a Q/K permutation */
     size_t n_src;             /* 1, or the expert count for a stacked tensor */
     const ts_tensor **src;    /* sources; NULL for generated tensors */
+    const void **src_data;    /* their bytes, set while the tensor streams */
     const ts_gen_tensor *gen; /* generated data (F32) */
     int sort_group, sort_layer, sort_rule;
 } ts_out_tensor;

@@ -63,6 +63,14 @@ uint64_t ts_checkpoint_data_bytes(const ts_checkpoint *c)
     return n;
 }
 
+ts_status ts_checkpoint_data(const ts_checkpoint *c, const ts_tensor *t, const void **data, ts_err *err)
+{
+    (void)c;
+    (void)err;
+    *data = t->data; /* safetensors: always mapped and contiguous */
+    return TS_OK;
+}
+
 void ts_checkpoint_release(const ts_checkpoint *c, const ts_tensor *t)
 {
     /* ts_st_tensor starts with its ts_tensor, so the descriptor leads back to its shard. */

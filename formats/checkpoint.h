@@ -23,6 +23,11 @@ const ts_tensor *ts_checkpoint_find(const ts_checkpoint *c, const char *name);
 const char *const *ts_checkpoint_files(const ts_checkpoint *c);
 /* Total bytes of tensor data. */
 uint64_t ts_checkpoint_data_bytes(const ts_checkpoint *c);
+/* The bytes of tensor t in C order (row-major, as its shape says). Mapped when
+ * the stored layout is contiguous; otherwise materialized into a buffer owned
+ * by the checkpoint. Valid until ts_checkpoint_release(c, t). Thread-safe for
+ * different tensors. */
+ts_status ts_checkpoint_data(const ts_checkpoint *c, const ts_tensor *t, const void **data, ts_err *err);
 /* Done with this tensor's bytes: drop its pages so RSS stays bounded while streaming. */
 void ts_checkpoint_release(const ts_checkpoint *c, const ts_tensor *t);
 

@@ -6,6 +6,8 @@
 #include "core/ts.h"
 #include "core/mapped_file.h"
 
+/* A 0-d (scalar) tensor is reported as n_dims 1, ne {1,1,1,1}: ggml has no 0-d
+ * tensors and every consumer handles [1]. Zero-sized dims are kept (nbytes 0). */
 typedef struct {
     ts_tensor t;         /* t.ne in ggml order (reversed safetensors shape); t.data mapped */
     uint32_t file_index; /* which shard */
@@ -19,11 +21,14 @@ typedef struct {
 
 typedef struct {
     size_t n_files;
-    ts_mapped_file *files;   /* shards in index order (one for a single file) */
+    ts_mapped_file *files;   /* shards sorted by file name, i.e. 00001-of-N first (one for a single file) */
     size_t n_tensors;
     ts_st_tensor *tensors;   /* sorted by (file_index, offset): the order that streams well */
     size_t n_meta;
     ts_st_meta *meta;        /* __metadata__ of the first file (string -> string) */
+    /* private */
+    bool borrowed;           /* files[0].data belongs to the caller (ts_st_open_memory) */
+    size_t *by_name;         /* tensor indices sorted by name, for ts_st_find */
 } ts_st_model;
 
 /* path: a .safetensors file, a model.safetensors.index.json, or a directory
