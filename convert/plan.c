@@ -250,9 +250,10 @@ ts_status ts_plan_build(const ts_conv *c, const ts_checkpoint *ckpt, ts_dtype ta
 
 void ts_plan_free(ts_plan *plan)
 {
-    for (size_t i = 0; i < plan->n; i++)
+    for (size_t i = 0; i < plan->n; i++) {
         free(plan->t[i].src);
         free(plan->t[i].src_data);
+    }
     free(plan->t);
     memset(plan, 0, sizeof *plan);
 }
