@@ -112,7 +112,7 @@ void ts_gguf_writer_remove(ts_gguf_writer *w, const char *key);
 /* Sets general.alignment too when != 32. Must be called before begin. */
 ts_status ts_gguf_set_alignment(ts_gguf_writer *w, uint32_t alignment);
 
-/* ne in ggml order. Refuses duplicate names, names over 64 bytes (GGML_MAX_NAME-1),
+/* ne in ggml order. Refuses duplicate names, names over 63 bytes (GGML_MAX_NAME-1),
  * a row length that is not a multiple of the type's block size. */
 ts_status ts_gguf_add_tensor(ts_gguf_writer *w, const char *name, ts_dtype type, int n_dims,
                              const int64_t *ne, ts_err *err);
