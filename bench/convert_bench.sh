@@ -45,7 +45,9 @@ echo "checkpoint: $CKPT, $(awk -v b="$bytes" 'BEGIN{printf "%.2f", b/1e9}') GB B
 echo
 echo "| command | seconds | MB/s (input) | peak RSS MB |"
 echo "|---|---|---|---|"
-run "cp (same bytes, physical reference)" sh -c "cat '$CKPT'/*.safetensors > '$WORK/out.cp'"
+run "cp (same bytes, page cache only)" sh -c "cat '$CKPT'/*.safetensors > '$WORK/out.cp'"
+# tessera fsyncs its output before the rename; this is the comparable copy
+run "cp + fsync (same bytes, physical reference)" sh -c "cat '$CKPT'/*.safetensors > '$WORK/out.cp' && sync -f '$WORK/out.cp'"
 for t in bf16 f16 q8_0; do
   run "tessera convert --outtype $t -t $nproc_" "$TESSERA" convert "$CKPT" -o "$WORK/out.gguf" --outtype "$t" -q
 done
