@@ -4,6 +4,50 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* jansson refuses integers beyond int64 ("too big integer"), and HF files
+ * contain them (tokenizer_config.json model_max_length = 1e30 written as an
+ * integer). Returns a copy where every integer literal of 19+ digits outside
+ * strings gets ".0" appended, so it parses as a real; NULL on allocation failure. */
+static char *widen_big_ints(const char *buf, size_t len, size_t *out_len)
+{
+    char *out = malloc(len * 2 + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < len;) {
+        char ch = buf[i];
+        if (in_str) {
+            out[o++] = ch;
+            if (ch == '\\' && i + 1 < len)
+                out[o++] = buf[++i];
+            else if (ch == '"')
+                in_str = false;
+            i++;
+        } else if (ch == '"') {
+            in_str = true;
+            out[o++] = buf[i++];
+        } else if ((ch >= '0' && ch <= '9') || ch == '-') {
+            size_t j = i + (ch == '-'), digits = 0;
+            while (j < len && buf[j] >= '0' && buf[j] <= '9')
+                j++, digits++;
+            bool fractional = j < len && (buf[j] == '.' || buf[j] == 'e' || buf[j] == 'E');
+            memcpy(out + o, buf + i, j - i);
+            o += j - i;
+            if (digits >= 19 && !fractional) {
+                out[o++] = '.';
+                out[o++] = '0';
+            }
+            i = j;
+        } else {
+            out[o++] = buf[i++];
+        }
+    }
+    out[o] = 0;
+    *out_len = o;
+    return out;
+}
+
 ts_status ts_json_load(const char *path, bool optional, ts_json_file *out, ts_err *err)
 {
     memset(out, 0, sizeof *out);
@@ -21,6 +65,13 @@ ts_status ts_json_load(const char *path, bool optional, ts_json_file *out, ts_er
     }
     json_error_t jerr;
     out->root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    if (!out->root && strstr(jerr.text, "too big integer")) {
+        size_t wlen;
+        char *wide = widen_big_ints(buf, len, &wlen);
+        if (wide)
+            out->root = json_loadb(wide, wlen, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+        free(wide);
+    }
     free(buf);
     if (!out->root) {
         st = ts_fail(err, TS_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", path, jerr.line,

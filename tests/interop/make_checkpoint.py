@@ -52,6 +52,12 @@ def vocab_of(tokdir, fallback):
     if os.path.exists(path):
         import sentencepiece as spm
         return spm.SentencePieceProcessor(model_file=path).get_piece_size()
+    path = os.path.join(tokdir, "tokenizer.json")
+    if os.path.exists(path):  # byte-level BPE: the vocabulary plus the added tokens
+        with open(path, encoding="utf-8") as f:
+            tok = json.load(f)
+        ids = list(tok["model"]["vocab"].values()) + [t["id"] for t in tok.get("added_tokens", [])]
+        return max(ids) + 1
     return fallback
 
 

@@ -41,6 +41,21 @@ START_TEST(typed_getters)
     ck_assert(strstr(err.msg, "zz: missing"));
     ck_assert_int_ne(ts_json_bool_opt(&f, "e", false, &b, &err), TS_OK);
     ck_assert_int_ne(ts_json_str_opt(&f, "a", &s, &err), TS_OK);
+    ts_json_free(&f);
+    free(p);
+    /* integers beyond int64 (HF writes model_max_length = 1e30 as one) are read as reals */
+    p = write_json("big.json", "{\"m\": 1000000000000000019884624838656, \"s\": \"12345678901234567890\", \"k\": -99999999999999999999}");
+    ck_assert_msg(ts_json_load(p, false, &f, &err) == TS_OK, "%s", err.msg);
+    ck_assert_int_eq(ts_json_num_opt(&f, "m", 0, &d, &err), TS_OK);
+    ck_assert_double_eq_tol(d, 1e30, 1e16);
+    ck_assert_int_eq(ts_json_str_opt(&f, "s", &s, &err), TS_OK);
+    ck_assert_str_eq(s, "12345678901234567890");
+    ck_assert_int_eq(ts_json_num_opt(&f, "k", 0, &d, &err), TS_OK);
+    ck_assert_double_lt(d, -9e19);
+    ts_json_free(&f);
+    free(p);
+    p = write_json("ok2.json", "{\"n\": null, \"d\": true}");
+    ck_assert_int_eq(ts_json_load(p, false, &f, &err), TS_OK);
     static const char *const keys[] = {"nope", "n", "d", NULL};
     ck_assert_str_eq(ts_json_first_key(&f, keys), "d");
     ts_json_free(&f);
