@@ -11,7 +11,7 @@
 #define TOK_JSON "tokenizer.json"
 
 /* model.vocab (text -> id) into an id-indexed array; ids must be unique. */
-static ts_status vocab_by_id(const ts_tok_files *f, const json_t *vocab, char ***out, int64_t *n_out, ts_err *err)
+ts_status ts_tok_vocab_by_id(const ts_tok_files *f, const json_t *vocab, char ***out, int64_t *n_out, ts_err *err)
 {
     *out = NULL;
     *n_out = 0;
@@ -21,17 +21,19 @@ static ts_status vocab_by_id(const ts_tok_files *f, const json_t *vocab, char **
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)vocab, key, val) {
-        if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) >= TS_TOK_MAX_TOKENS)
+        int64_t id;
+        if (!ts_tok_json_int(val, &id) || id < 0 || id >= TS_TOK_MAX_TOKENS)
             return ts_fail(err, TS_ERR_FORMAT, "%s/" TOK_JSON ": model.vocab['%s'] is not an id from 0 to %lld",
                            f->dir, key, (long long)TS_TOK_MAX_TOKENS - 1);
-        if (json_integer_value(val) >= n)
-            n = json_integer_value(val) + 1;
+        if (id >= n)
+            n = id + 1;
     }
     char **by_id = calloc((size_t)n + 1, sizeof *by_id);
     if (!by_id)
         return ts_fail(err, TS_ERR_NOMEM, "%s/" TOK_JSON ": out of memory", f->dir);
     json_object_foreach((json_t *)vocab, key, val) {
-        int64_t id = json_integer_value(val);
+        int64_t id = 0;
+        ts_tok_json_int(val, &id);
         if (by_id[id]) {
             ts_status st = ts_fail(err, TS_ERR_FORMAT, "%s/" TOK_JSON ": model.vocab gives id %lld to both '%s' and '%s'",
                                    f->dir, (long long)id, by_id[id], key);
@@ -46,7 +48,7 @@ static ts_status vocab_by_id(const ts_tok_files *f, const json_t *vocab, char **
 }
 
 /* The largest id among added_tokens, checking each entry's shape. */
-static ts_status added_max_id(const ts_tok_files *f, const json_t *added, int64_t *max_id, ts_err *err)
+ts_status ts_tok_added_max_id(const ts_tok_files *f, const json_t *added, int64_t *max_id, ts_err *err)
 {
     size_t i;
     json_t *val;
@@ -54,15 +56,15 @@ static ts_status added_max_id(const ts_tok_files *f, const json_t *added, int64_
     if (added && !json_is_array(added))
         return ts_fail(err, TS_ERR_FORMAT, "%s/" TOK_JSON ": added_tokens is not an array", f->dir);
     json_array_foreach(added, i, val) {
-        const json_t *id = json_object_get(val, "id");
-        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= TS_TOK_MAX_TOKENS)
+        int64_t id;
+        if (!ts_tok_json_int(json_object_get(val, "id"), &id) || id < 0 || id >= TS_TOK_MAX_TOKENS)
             return ts_fail(err, TS_ERR_FORMAT, "%s/" TOK_JSON ": added_tokens[%zu].id is not an id from 0 to %lld",
                            f->dir, i, (long long)TS_TOK_MAX_TOKENS - 1);
         if (!ts_tok_json_str(val, "content"))
             return ts_fail(err, TS_ERR_FORMAT, "%s/" TOK_JSON ": added_tokens[%zu].content is not a string", f->dir,
                            i);
-        if (json_integer_value(id) > *max_id)
-            *max_id = json_integer_value(id);
+        if (id > *max_id)
+            *max_id = id;
     }
     return TS_OK;
 }
@@ -80,7 +82,8 @@ static ts_status set_tokens(const ts_tok_files *f, char **by_id, int64_t n_base,
     size_t i;
     json_t *val;
     json_array_foreach(added, i, val) {
-        int64_t id = json_integer_value(json_object_get(val, "id"));
+        int64_t id = 0;
+        ts_tok_json_int(json_object_get(val, "id"), &id);
         const char *content = ts_tok_json_str(val, "content");
         bool control = json_is_true(json_object_get(val, "special")) || ts_tok_looks_special(content);
         char *text = control ? NULL : ts_tok_unescape_spaces(content); /* llama.cpp: pre-normalize spaces */
@@ -123,8 +126,8 @@ static char *merge_string(const char *a, const char *b)
 
 /* Both parts and their concatenation must be tokens of model.vocab, as the
  * tokenizers library requires when it loads the file. */
-static ts_status check_merge(const ts_tok_files *f, const ts_tok_map *map, size_t idx, const char *a, size_t na,
-                             const char *b, size_t nb, ts_err *err)
+ts_status ts_tok_check_merge(const ts_tok_files *f, const ts_tok_map *map, size_t idx, const char *a, size_t na,
+                            const char *b, size_t nb, int64_t *result, ts_err *err)
 {
     char *joined = malloc(na + nb + 1);
     if (!joined)
@@ -138,7 +141,7 @@ static ts_status check_merge(const ts_tok_files *f, const ts_tok_map *map, size_
         bad = a, bad_len = na;
     else if (ts_tok_map_find(map, b, nb) < 0)
         bad = b, bad_len = nb;
-    else if (ts_tok_map_find(map, joined, na + nb) < 0)
+    else if ((*result = ts_tok_map_find(map, joined, na + nb)) < 0)
         bad = joined, bad_len = na + nb;
     ts_status st = TS_OK;
     if (bad)
@@ -146,6 +149,33 @@ static ts_status check_merge(const ts_tok_files *f, const ts_tok_map *map, size_
                      f->dir, idx, (int)(bad_len > 200 ? 200 : bad_len), bad);
     free(joined);
     return st;
+}
+
+ts_status ts_tok_merge_parts(const ts_tok_files *f, const json_t *m, size_t i, const char **pa, size_t *pna,
+                             const char **pb, size_t *pnb, ts_err *err)
+{
+    const char *a, *b;
+    size_t na, nb;
+    if (json_is_string(m)) {
+        a = json_string_value(m);
+        const char *sp = strchr(a, ' ');
+        if (!sp || sp == a || !sp[1] || strchr(sp + 1, ' '))
+            return ts_fail(err, TS_ERR_FORMAT,
+                           "%s/" TOK_JSON ": model.merges[%zu] is '%.200s'; expected two tokens separated by one "
+                           "space", f->dir, i, a);
+        na = (size_t)(sp - a), b = sp + 1, nb = strlen(b);
+    } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
+               json_is_string(json_array_get(m, 1))) {
+        a = json_string_value(json_array_get(m, 0)), na = json_string_length(json_array_get(m, 0));
+        b = json_string_value(json_array_get(m, 1)), nb = json_string_length(json_array_get(m, 1));
+        if (!na || !nb)
+            return ts_fail(err, TS_ERR_FORMAT, "%s/" TOK_JSON ": model.merges[%zu] has an empty part", f->dir, i);
+    } else {
+        return ts_fail(err, TS_ERR_FORMAT,
+                       "%s/" TOK_JSON ": model.merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", f->dir, i);
+    }
+    *pa = a, *pna = na, *pb = b, *pnb = nb;
+    return TS_OK;
 }
 
 static ts_status read_merges(const ts_tok_files *f, const json_t *merges, const ts_tok_map *map, ts_tok_vocab *v,
@@ -164,25 +194,9 @@ static ts_status read_merges(const ts_tok_files *f, const json_t *merges, const 
         const json_t *m = json_array_get(merges, i);
         const char *a, *b;
         size_t na, nb;
-        if (json_is_string(m)) {
-            a = json_string_value(m);
-            const char *sp = strchr(a, ' ');
-            if (!sp || sp == a || !sp[1] || strchr(sp + 1, ' '))
-                return ts_fail(err, TS_ERR_FORMAT,
-                               "%s/" TOK_JSON ": model.merges[%zu] is '%.200s'; expected two tokens separated by one "
-                               "space", f->dir, i, a);
-            na = (size_t)(sp - a), b = sp + 1, nb = strlen(b);
-        } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
-                   json_is_string(json_array_get(m, 1))) {
-            a = json_string_value(json_array_get(m, 0)), na = json_string_length(json_array_get(m, 0));
-            b = json_string_value(json_array_get(m, 1)), nb = json_string_length(json_array_get(m, 1));
-            if (!na || !nb)
-                return ts_fail(err, TS_ERR_FORMAT, "%s/" TOK_JSON ": model.merges[%zu] has an empty part", f->dir, i);
-        } else {
-            return ts_fail(err, TS_ERR_FORMAT,
-                           "%s/" TOK_JSON ": model.merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", f->dir, i);
-        }
-        if ((st = check_merge(f, map, i, a, na, b, nb, err)))
+        int64_t result;
+        if ((st = ts_tok_merge_parts(f, m, i, &a, &na, &b, &nb, err)) ||
+            (st = ts_tok_check_merge(f, map, i, a, na, b, nb, &result, err)))
             return st;
         if (json_is_string(m)) {
             v->merges[i] = strdup(a);
@@ -213,8 +227,8 @@ ts_status ts_tok_read_bpe(const ts_tok_files *f, int64_t rows, ts_tok_vocab *v, 
     char **by_id = NULL;
     int64_t n_base = 0, max_added;
     ts_tok_map map = {0};
-    if (!(st = vocab_by_id(f, json_object_get(model, "vocab"), &by_id, &n_base, err)) &&
-        !(st = added_max_id(f, added, &max_added, err)) &&
+    if (!(st = ts_tok_vocab_by_id(f, json_object_get(model, "vocab"), &by_id, &n_base, err)) &&
+        !(st = ts_tok_added_max_id(f, added, &max_added, err)) &&
         !(st = ts_tok_vocab_init(v, n_base > max_added + 1 ? n_base : max_added + 1, rows, false,
                                  f->dir, err)) &&
         !(st = set_tokens(f, by_id, n_base, added, v, err)) &&

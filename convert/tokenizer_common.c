@@ -52,10 +52,10 @@ bool ts_tok_looks_special(const char *s)
         if (strcmp(s, exact[i]) == 0)
             return true;
 #define ENDS(str, suf) (n >= strlen(suf) && strcmp((str) + n - strlen(suf), suf) == 0)
-    if (strncmp(s, "<|", 2) == 0 && n >= 4 && ENDS(s, "|>"))
+    if (strncmp(s, "<|", 2) == 0 && ENDS(s, "|>"))
         return true;
     /* deepseek: fullwidth vertical bars U+FF5C */
-    if (strncmp(s, "<\xef\xbd\x9c", 4) == 0 && n >= 8 && ENDS(s, "\xef\xbd\x9c>"))
+    if (strncmp(s, "<\xef\xbd\x9c", 4) == 0 && ENDS(s, "\xef\xbd\x9c>"))
         return true;
     if (strncmp(s, "<unused", 7) == 0 && ENDS(s, ">"))
         return true;
@@ -79,6 +79,27 @@ char *ts_tok_unescape_spaces(const char *s)
     }
     *o = 0;
     return out;
+}
+
+json_t *ts_tok_json_load(const char *buf, size_t len, json_error_t *jerr)
+{
+    /* No JSON_ALLOW_NUL: a \u0000 inside a string is refused here, once. */
+    return json_loadb(buf, len, JSON_DECODE_INT_AS_REAL, jerr);
+}
+
+bool ts_tok_json_int(const json_t *v, int64_t *out)
+{
+    if (json_is_integer(v)) {
+        *out = json_integer_value(v);
+        return true;
+    }
+    if (!json_is_real(v))
+        return false;
+    double d = json_real_value(v);
+    if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0) || d != (double)(int64_t)d)
+        return false;
+    *out = (int64_t)d;
+    return true;
 }
 
 const char *ts_tok_json_str(const json_t *obj, const char *key)
@@ -248,8 +269,7 @@ static ts_status load_json(const char *dir, const char *name, uint64_t max_bytes
         return st;
     }
     json_error_t jerr;
-    /* No JSON_ALLOW_NUL: a \u0000 inside a string is refused here, once. */
-    *out = json_loadb(buf, len, 0, &jerr);
+    *out = ts_tok_json_load(buf, len, &jerr);
     free(buf);
     if (!*out)
         st = ts_fail(err, TS_ERR_FORMAT, "%s: invalid JSON at line %d, column %d: %s", path, jerr.line,

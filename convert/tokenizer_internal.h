@@ -66,6 +66,11 @@ bool ts_tok_utf8_valid(const char *s, size_t len);
 bool ts_tok_looks_special(const char *s);
 /* Heap copy of s with every U+2581 (SentencePiece's space) replaced by ' '. */
 char *ts_tok_unescape_spaces(const char *s);
+/* Parse JSON text. Integers are decoded as doubles because config files carry
+ * integers beyond 64 bits (model_max_length 1e30), which jansson refuses. */
+json_t *ts_tok_json_load(const char *buf, size_t len, json_error_t *jerr);
+/* An integral number that fits in int64 (exactly representable), else false. */
+bool ts_tok_json_int(const json_t *v, int64_t *out);
 /* A string member of an object, or NULL. */
 const char *ts_tok_json_str(const json_t *obj, const char *key);
 /* Content of an added-token value: a plain string or an {"content": ...} object; NULL otherwise. */
@@ -91,9 +96,23 @@ ts_status ts_tok_read_spm(const ts_tok_files *f, const char *model_path, int64_t
                           ts_err *err);
 ts_status ts_tok_read_bpe(const ts_tok_files *f, int64_t rows, ts_tok_vocab *v, ts_err *err);
 ts_status ts_tok_read_bpe_spm(const ts_tok_files *f, int64_t rows, ts_tok_vocab *v, ts_err *err);
-/* Added tokens from tokenizer_config.json (added_tokens_decoder), tokenizer.json and
- * added_tokens.json onto a SentencePiece vocabulary, as llama.cpp's converter does. */
+/* tokenizer_added.c: added tokens from added_tokens.json, tokenizer.json and
+ * tokenizer_config.json (added_tokens_decoder) onto a SentencePiece-style vocabulary,
+ * as llama.cpp's converter does; max_id sizes the vocabulary first (-1: none). */
+ts_status ts_tok_spm_added_max_id(const ts_tok_files *f, int64_t *max_id, ts_err *err);
 ts_status ts_tok_spm_added_tokens(const ts_tok_files *f, ts_tok_vocab *v, ts_err *err);
+
+/* tokenizer_bpe.c helpers shared with the SentencePiece-style reader. */
+/* model.vocab (text -> id) into an id-indexed array (NULL holes) pointing into the JSON tree. */
+ts_status ts_tok_vocab_by_id(const ts_tok_files *f, const json_t *vocab, char ***out, int64_t *n_out, ts_err *err);
+/* Validates added_tokens entries; *max_id = -1 when there are none. */
+ts_status ts_tok_added_max_id(const ts_tok_files *f, const json_t *added, int64_t *max_id, ts_err *err);
+/* The two parts of merge i, from either "a b" or ["a", "b"]. */
+ts_status ts_tok_merge_parts(const ts_tok_files *f, const json_t *m, size_t i, const char **a, size_t *na,
+                             const char **b, size_t *nb, ts_err *err);
+/* Both parts and their concatenation must be in map (model.vocab); *result = the merged token's id. */
+ts_status ts_tok_check_merge(const ts_tok_files *f, const ts_tok_map *map, size_t idx, const char *a, size_t na,
+                             const char *b, size_t nb, int64_t *result, ts_err *err);
 
 /* ---- tokenizer_pre.c ---- */
 /* Name llama.cpp uses for the pre-tokenizer of tokenizer.json (its "pre_tokenizer"). */
@@ -103,5 +122,7 @@ ts_status ts_tok_detect_pre(const json_t *tokenizer, bool ignore_merges, const c
 /* Special token ids, add_*_token flags, chat template and normalizer flags (gguf-py SpecialVocab). */
 ts_status ts_tok_write_special(const ts_tok_files *f, const ts_tok_vocab *v, const ts_tok_map *vocab_map,
                                ts_gguf_writer *w, ts_err *err);
+/* tokenizer_chat.c: tokenizer.chat_template (and named templates). */
+ts_status ts_tok_chat_templates(const ts_tok_files *f, ts_gguf_writer *w, ts_err *err);
 
 #endif

@@ -253,10 +253,13 @@ static ts_status check_model(const char *path, const spm_model *m, ts_err *err)
     return TS_OK;
 }
 
-static ts_status fill_vocab(const char *path, const spm_model *m, int64_t rows, ts_tok_vocab *v, ts_err *err)
+static ts_status fill_vocab(const ts_tok_files *f, const char *path, const spm_model *m, int64_t rows,
+                            ts_tok_vocab *v, ts_err *err)
 {
     ts_status st;
-    if ((st = ts_tok_vocab_init(v, m->n, rows, true, path, err)))
+    int64_t max_added;
+    if ((st = ts_tok_spm_added_max_id(f, &max_added, err)) ||
+        (st = ts_tok_vocab_init(v, m->n > max_added + 1 ? m->n : max_added + 1, rows, true, path, err)))
         return st;
     for (int64_t i = 0; i < m->n; i++) {
         const spm_piece *p = &m->pieces[i];
@@ -301,7 +304,7 @@ ts_status ts_tok_read_spm(const ts_tok_files *f, const char *model_path, int64_t
     pb_reader r = {.base = (const uint8_t *)buf, .p = (const uint8_t *)buf, .end = (const uint8_t *)buf + len,
                    .path = model_path};
     if (!(st = parse_model(&r, &m, err)) && !(st = check_model(model_path, &m, err)) &&
-        !(st = fill_vocab(model_path, &m, rows, v, err)))
+        !(st = fill_vocab(f, model_path, &m, rows, v, err)))
         st = ts_tok_spm_added_tokens(f, v, err);
     free(m.pieces);
     free(buf);
@@ -316,108 +319,5 @@ ts_status ts_tok_read_spm(const ts_tok_files *f, const char *model_path, int64_t
     v->add_space_prefix = json_is_boolean(aps) ? json_is_true(aps) : m.add_dummy_prefix;
     /* llama.cpp's SentencePiece tokenizer ignores this key; written only when set, for readers */
     v->remove_extra_ws = m.remove_extra_ws ? 1 : -1;
-    return TS_OK;
-}
-
-/* ---- added tokens (convert_hf_to_gguf.py _create_vocab_sentencepiece) ---- */
-
-static ts_status parse_id(const char *key, int64_t *out)
-{
-    char *end;
-    long long id = strtoll(key, &end, 10);
-    if (*key == 0 || *end != 0)
-        return TS_ERR_FORMAT;
-    *out = id;
-    return TS_OK;
-}
-
-/* One added token: CONTROL when special or looking special, else USER_DEFINED
- * with U+2581 pre-normalized to spaces; score -1000. */
-static ts_status add_one(ts_tok_vocab *v, int64_t id, const char *content, bool special, bool force_user,
-                         const char *what, ts_err *err)
-{
-    if (!content)
-        return ts_fail(err, TS_ERR_FORMAT, "%s: added token %lld has no string content", what, (long long)id);
-    if (id < 0 || id >= v->n)
-        return ts_fail(err, TS_ERR_FORMAT,
-                       "%s: added token %lld ('%s') is outside the model's %lld embedding rows", what,
-                       (long long)id, content, (long long)v->n);
-    bool control = !force_user && (special || ts_tok_looks_special(content));
-    char *text = control ? NULL : ts_tok_unescape_spaces(content);
-    if (!control && !text)
-        return ts_fail(err, TS_ERR_NOMEM, "%s: out of memory", what);
-    const char *s = control ? content : text;
-    ts_status st = ts_tok_vocab_set(v, id, s, strlen(s), control ? TS_TOK_CONTROL : TS_TOK_USER_DEFINED,
-                                    -1000.0f, true, what, err);
-    free(text);
-    return st;
-}
-
-static ts_status load_added_tokens_json(const ts_tok_files *f, json_t **out, ts_err *err)
-{
-    *out = NULL;
-    char *path = ts_path_join(f->dir, "added_tokens.json");
-    if (!path)
-        return ts_fail(err, TS_ERR_NOMEM, "tokenizer: out of memory");
-    ts_status st = TS_OK;
-    if (ts_file_exists(path)) {
-        char *buf = NULL;
-        size_t len = 0;
-        json_error_t jerr;
-        if (!(st = ts_read_small_file(path, TS_TOK_SMALL_MAX_BYTES, &buf, &len, err))) {
-            *out = json_loadb(buf, len, 0, &jerr);
-            if (!json_is_object(*out))
-                st = ts_fail(err, TS_ERR_FORMAT, "%s: expected a JSON object of token -> id (%s)", path,
-                             *out ? "not an object" : jerr.text);
-        }
-        free(buf);
-    }
-    free(path);
-    return st;
-}
-
-ts_status ts_tok_spm_added_tokens(const ts_tok_files *f, ts_tok_vocab *v, ts_err *err)
-{
-    ts_status st = TS_OK;
-    json_t *added_json;
-    if ((st = load_added_tokens_json(f, &added_json, err)))
-        return st;
-    const char *key;
-    json_t *val;
-    json_object_foreach(added_json, key, val) {
-        if (!json_is_integer(val)) {
-            st = ts_fail(err, TS_ERR_FORMAT, "%s/added_tokens.json: the id of '%s' is not an integer", f->dir, key);
-            break;
-        }
-        if ((st = add_one(v, json_integer_value(val), key, false, true, "added_tokens.json", err)))
-            break;
-    }
-    json_decref(added_json);
-    if (st)
-        return st;
-    /* tokenizer.json's added_tokens carry the same entries as tokenizer_config.json's
-     * added_tokens_decoder; applying both keeps models that ship only one. */
-    const json_t *list = json_object_get(f->tokenizer, "added_tokens");
-    size_t i;
-    json_array_foreach(list, i, val) {
-        const json_t *id = json_object_get(val, "id");
-        if (!json_is_integer(id))
-            return ts_fail(err, TS_ERR_FORMAT, "%s/tokenizer.json: added_tokens[%zu].id is not an integer", f->dir,
-                           i);
-        if ((st = add_one(v, json_integer_value(id), ts_tok_json_str(val, "content"),
-                          json_is_true(json_object_get(val, "special")), false, "tokenizer.json added_tokens",
-                          err)))
-            return st;
-    }
-    const json_t *dec = json_object_get(f->tok_config, "added_tokens_decoder");
-    json_object_foreach((json_t *)dec, key, val) {
-        int64_t id;
-        if (parse_id(key, &id))
-            return ts_fail(err, TS_ERR_FORMAT,
-                           "%s/tokenizer_config.json: added_tokens_decoder key '%s' is not a token id", f->dir, key);
-        if ((st = add_one(v, id, ts_tok_json_str(val, "content"), json_is_true(json_object_get(val, "special")),
-                          false, "tokenizer_config.json added_tokens_decoder", err)))
-            return st;
-    }
     return TS_OK;
 }
