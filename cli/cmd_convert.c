@@ -13,7 +13,9 @@ static void usage(FILE *fp)
     fprintf(fp,
             "usage: tessera convert MODEL_DIR|FILE -o OUT.gguf [options]\n"
             "\n"
-            "Converts a Hugging Face checkpoint (safetensors, single or sharded) to GGUF.\n"
+            "Converts a Hugging Face checkpoint (safetensors or PyTorch .bin, single or sharded) or a\n"
+            "Meta/Mistral original (consolidated.NN.pth + params.json) to GGUF. A directory with both\n"
+            "safetensors and .bin is read as safetensors; name the .bin file to convert it instead.\n"
             "\n"
             "  -o, --output FILE    output GGUF (written to a temp file, renamed when complete)\n"
             "      --outtype T      auto (keep F32/F16/BF16 as stored, default), f32, f16, bf16, q8_0\n"

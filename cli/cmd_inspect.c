@@ -15,7 +15,8 @@ static void usage(FILE *fp)
 {
     fprintf(fp, "usage: tessera inspect FILE|DIR [--json] [--no-tensors]\n"
                 "\nPrints the metadata and tensor table (name, type, shape, bytes) of a GGUF file,\n"
-                "a safetensors file or index, or a model directory.\n");
+                "a safetensors file or index, a PyTorch checkpoint (.bin/.pt/.pth, sharded index,\n"
+                "consolidated.NN.pth), or a model directory.\n");
 }
 
 static json_t *scalar_json(ts_gguf_type t, const void *p)
@@ -162,7 +163,8 @@ static int inspect_checkpoint(const char *path, bool json, bool tensors)
     while (files[n_files])
         n_files++;
     if (json) {
-        json_t *root = json_pack("{s:s, s:s, s:I, s:I}", "file", path, "format", "safetensors", "files",
+        const char *format = ts_checkpoint_kind_of(c) == TS_CKPT_TORCH ? "pytorch" : "safetensors";
+        json_t *root = json_pack("{s:s, s:s, s:I, s:I}", "file", path, "format", format, "files",
                                  (json_int_t)n_files, "tensor_bytes", (json_int_t)ts_checkpoint_data_bytes(c));
         json_t *ts = json_array();
         for (size_t i = 0; tensors && i < n; i++) {
@@ -174,7 +176,8 @@ static int inspect_checkpoint(const char *path, bool json, bool tensors)
         json_object_set_new(root, "tensors", ts);
         cli_print_json(root);
     } else {
-        printf("%s: safetensors, %zu file(s), %zu tensors, %.2f MB of tensor data\n", path, n_files, n,
+        printf("%s: %s, %zu file(s), %zu tensors, %.2f MB of tensor data\n", path,
+               ts_checkpoint_kind_of(c) == TS_CKPT_TORCH ? "pytorch" : "safetensors", n_files, n,
                (double)ts_checkpoint_data_bytes(c) / 1e6);
         printf("shapes are in GGUF order (innermost first), the reverse of PyTorch's\n");
         if (tensors) {

@@ -2,6 +2,7 @@
  * -> tensors streamed row-chunk by row-chunk into an atomically renamed GGUF. */
 #include "convert.h"
 #include "arch.h"
+#include "arch_meta.h"
 #include "plan.h"
 #include "tokenizer.h"
 #include "core/mapped_file.h"
@@ -9,6 +10,7 @@
 #include "core/threads.h"
 #include "formats/checkpoint.h"
 #include "kernels/kernels.h"
+#include "quant/quant.h"
 
 #include <libgen.h>
 #ifdef __GLIBC__
@@ -57,14 +59,20 @@ static void src_to_f32(ts_dtype t, const void *src, float *dst, int64_t n)
     }
 }
 
-static void f32_to_out(ts_dtype t, const float *src, void *dst, int64_t n)
+/* imatrix: n importance weights for this row's matrix, or NULL. */
+static void f32_to_out(ts_dtype t, const float *src, void *dst, int64_t n, const float *imatrix)
 {
     switch (t) {
     case TS_F32: memcpy(dst, src, (size_t)n * 4); break;
     case TS_F16: ts_k_f32_to_f16(src, dst, (size_t)n); break;
     case TS_BF16: ts_k_f32_to_bf16(src, dst, (size_t)n); break;
     case TS_Q8_0: ts_k_quantize_row_q8_0(src, dst, n); break;
-    default: break; /* planner only emits the types above */
+    default: { /* a plan hook's type: checked to exist before streaming starts */
+        const ts_quant_type *q = ts_quant_type_get(t);
+        if (q)
+            q->quantize_rows(src, dst, 1, n, imatrix);
+        break;
+    }
     }
 }
 
@@ -76,7 +84,7 @@ static ts_status convert_row(void *ctx, int64_t i, int thread)
     uint8_t *dst = job->out + (uint64_t)i * job->out_row_bytes;
     float *f = job->f32[thread];
     if (o->gen) {
-        f32_to_out(o->type, o->gen->data + r * job->row_len, dst, job->row_len);
+        f32_to_out(o->type, o->gen->data + r * job->row_len, dst, job->row_len, NULL);
         return TS_OK;
     }
     int64_t e = r / job->rows_per_src, sr = r % job->rows_per_src;
@@ -95,7 +103,7 @@ static ts_status convert_row(void *ctx, int64_t i, int thread)
         src = job->raw[thread];
     }
     src_to_f32(s->dtype, src, f, job->row_len);
-    f32_to_out(o->type, f, dst, job->row_len);
+    f32_to_out(o->type, f, dst, job->row_len, o->imatrix ? o->imatrix + e * job->row_len : NULL);
     return TS_OK;
 }
 
@@ -278,6 +286,39 @@ static ts_status pick_arch(const ts_hf_files *hf, const ts_convert_opts *o, cons
     return TS_OK;
 }
 
+/* Hands the plan to opts->plan_fn and takes back its types and imatrix weights. */
+static ts_status run_plan_hook(const ts_convert_opts *o, const ts_conv *conv, const char *gguf_arch, ts_plan *plan,
+                               ts_gguf_writer *w, ts_err *err)
+{
+    ts_convert_tensor *ts = calloc(plan->n ? plan->n : 1, sizeof *ts);
+    if (!ts)
+        return ts_fail(err, TS_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < plan->n; i++) {
+        const ts_out_tensor *t = &plan->t[i];
+        ts[i] = (ts_convert_tensor){.name = t->name, .n_dims = t->n_dims, .type = t->type};
+        memcpy(ts[i].ne, t->ne, sizeof ts[i].ne);
+    }
+    const ts_hparams *hp = &conv->hp;
+    ts_convert_model m = {gguf_arch, hp->n_layer, hp->n_head, hp->n_head_kv, hp->n_expert};
+    ts_status st = o->plan_fn(o->plan_ctx, &m, ts, plan->n, w, err);
+    for (size_t i = 0; i < plan->n && st == TS_OK; i++) {
+        ts_out_tensor *t = &plan->t[i];
+        uint64_t row;
+        bool plain = ts[i].type == TS_F32 || ts[i].type == TS_F16 || ts[i].type == TS_BF16 || ts[i].type == TS_Q8_0;
+        if (ts[i].type != t->type && (t->n_dims < 2 || t->gen))
+            st = ts_fail(err, TS_ERR_INTERNAL, "%s: only 2-D and 3-D weights may change type", t->name);
+        else if (!ts_dtype_row_bytes(ts[i].type, (uint64_t)t->ne[0], &row))
+            st = ts_fail(err, TS_ERR_ARG, "%s: rows of %lld do not fit type %s", t->name, (long long)t->ne[0],
+                         ts_dtype_name(ts[i].type));
+        else if (!o->dry_run && !plain && !ts_quant_type_get(ts[i].type))
+            st = ts_fail(err, TS_ERR_UNSUPPORTED, "%s: type %s not implemented", t->name, ts_dtype_name(ts[i].type));
+        t->type = ts[i].type;
+        t->imatrix = ts[i].imatrix;
+    }
+    free(ts);
+    return st;
+}
+
 typedef struct {
     ts_hf_files hf;
     ts_checkpoint *ckpt;
@@ -318,12 +359,16 @@ static ts_status run(convert_state *s, const ts_convert_opts *o, ts_convert_stat
     s->name = s->dir ? base_name_of(s->dir) : NULL;
     if (!s->dir || !s->name)
         return ts_fail(err, TS_ERR_NOMEM, "out of memory");
-    ts_status st = ts_hf_files_load(s->dir, !o->vocab_only, &s->hf, err);
+    /* Meta/Mistral originals: params.json instead of config.json */
+    bool meta = ts_meta_layout(s->dir);
+    ts_status st = ts_hf_files_load(s->dir, !o->vocab_only && !meta, &s->hf, err);
+    if (st == TS_OK && meta)
+        st = ts_meta_load_params(&s->hf, err);
     if (st != TS_OK)
         return st;
-    const ts_arch *arch;
-    const char *gguf_arch;
-    if ((st = pick_arch(&s->hf, o, &arch, &gguf_arch, err)))
+    const ts_arch *arch = &ts_arch_llama_meta;
+    const char *gguf_arch = ts_arch_llama_meta.gguf_arch;
+    if (!meta && (st = pick_arch(&s->hf, o, &arch, &gguf_arch, err)))
         return st;
     snprintf(stats->arch, sizeof stats->arch, "%s", gguf_arch);
     if ((st = ts_gguf_writer_new(&s->w, err)))
@@ -334,17 +379,23 @@ static ts_status run(convert_state *s, const ts_convert_opts *o, ts_convert_stat
     uint32_t ftype = 0;
     if (!o->vocab_only) {
         s->conv = (ts_conv){.arch = arch, .hf = &s->hf, .w = s->w};
-        if ((st = ts_conv_read_hparams(&s->conv, err)) || (st = ts_conv_write_common_params(&s->conv, err)) ||
+        /* Meta's hparams partly come from tensor shapes, so its checkpoint opens first */
+        if (meta && ((st = ts_checkpoint_open(o->input, &s->ckpt, err)) ||
+                     (st = ts_meta_read_hparams(&s->conv, s->ckpt, err))))
+            return st;
+        if ((!meta && (st = ts_conv_read_hparams(&s->conv, err))) || (st = ts_conv_write_common_params(&s->conv, err)) ||
             (st = arch->set_params(&s->conv, err)))
             return st;
         vocab_size = s->conv.hp.n_vocab;
-        if ((st = ts_checkpoint_open(o->input, &s->ckpt, err)))
+        if (!s->ckpt && (st = ts_checkpoint_open(o->input, &s->ckpt, err)))
             return st;
         if ((st = ts_plan_build(&s->conv, s->ckpt, target, &s->plan, err)))
             return st;
         ftype = file_type_of(&s->plan, target, &ft_name);
         ts_gguf_set_u32(s->w, "general.file_type", ftype);
         ts_gguf_set_u32(s->w, "general.quantization_version", 2);
+        if (o->plan_fn && (st = run_plan_hook(o, &s->conv, gguf_arch, &s->plan, s->w, err)))
+            return st;
     }
     snprintf(stats->file_type, sizeof stats->file_type, "%s", o->vocab_only ? "vocab" : ft_name);
     if ((st = ts_tokenizer_convert(s->dir, vocab_size, s->w, err)))
@@ -379,7 +430,7 @@ static ts_status run(convert_state *s, const ts_convert_opts *o, ts_convert_stat
     uint64_t total = 0;
     for (size_t i = 0; i < s->plan.n; i++)
         total += ts_gguf_writer_tensor_bytes(s->w, i);
-    ts_progress_begin(&ss.progress, "convert", total);
+    ts_progress_begin(&ss.progress, o->progress_label ? o->progress_label : "convert", total);
     for (size_t i = 0; i < s->plan.n && st == TS_OK; i++)
         st = stream_tensor(&s->plan.t[i], s->w, s->ckpt, n_threads, &ss, err);
     ts_progress_end(&ss.progress);

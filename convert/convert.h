@@ -3,6 +3,31 @@
 #define TS_CONVERT_H
 
 #include "core/ts.h"
+#include "formats/gguf.h"
+
+/* One planned output tensor, as a plan hook sees it. */
+typedef struct {
+    const char *name;
+    int n_dims;
+    int64_t ne[TS_MAX_DIMS];
+    ts_dtype type;          /* in: convert's choice for --outtype; out: the type to write */
+    const float *imatrix;   /* out: ne[0] * ne[2] importance weights for quantizing, or NULL */
+} ts_convert_tensor;
+
+/* The model facts a hook's rules need (from config.json). */
+typedef struct {
+    const char *arch;       /* GGUF architecture */
+    int64_t n_layer, n_head, n_head_kv, n_expert;
+} ts_convert_model;
+
+/* Called once the plan is complete, before anything is written (also in a
+ * dry run): may change each tensor's type (any type quant/quant.h can write,
+ * rows permitting) and attach imatrix weights, and set metadata on w (it runs
+ * after general.file_type is set, so it may replace it). The imatrix arrays
+ * must outlive ts_convert. tessera quantize uses this to go from a checkpoint
+ * to a quantized GGUF in one pass. */
+typedef ts_status (*ts_convert_plan_fn)(void *ctx, const ts_convert_model *m, ts_convert_tensor *tensors, size_t n,
+                                        ts_gguf_writer *w, ts_err *err);
 
 typedef struct {
     const char *input;   /* model directory, .safetensors file or index */
@@ -14,6 +39,9 @@ typedef struct {
     const char *name;    /* general.name; NULL: the directory name */
     bool dry_run;        /* plan only: fill stats, write nothing */
     bool verbose;        /* print the plan (one line per tensor) to stderr */
+    ts_convert_plan_fn plan_fn; /* optional */
+    void *plan_ctx;
+    const char *progress_label; /* NULL: "convert" */
 } ts_convert_opts;
 
 typedef struct {

@@ -17,6 +17,7 @@ typedef struct {
     const ts_tensor **src;    /* sources; NULL for generated tensors */
     const void **src_data;    /* their bytes, set while the tensor streams */
     const ts_gen_tensor *gen; /* generated data (F32) */
+    const float *imatrix;     /* importance weights for a quantized type, ne[0] per expert; or NULL */
     int sort_group, sort_layer, sort_rule;
 } ts_out_tensor;
 

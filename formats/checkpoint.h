@@ -6,11 +6,17 @@
 
 #include "core/ts.h"
 
-typedef enum { TS_CKPT_SAFETENSORS, TS_CKPT_GGUF } ts_checkpoint_kind;
+typedef enum { TS_CKPT_SAFETENSORS, TS_CKPT_GGUF, TS_CKPT_TORCH } ts_checkpoint_kind;
 
 typedef struct ts_checkpoint ts_checkpoint;
 
-/* path: a model directory, a .safetensors file or a safetensors index. */
+/* path: a model directory, a .safetensors file or a safetensors index, or a
+ * PyTorch checkpoint: a .bin/.pt/.pth file (zip or legacy torch.save, a
+ * state dict at the top level or under "state_dict", "model_state_dict",
+ * "model" or "module"), a pytorch_model.bin.index.json, or a directory with
+ * pytorch_model.bin[.index.json] or Meta/Mistral consolidated.NN.pth shards
+ * (merged). A directory with safetensors files is read as safetensors, like
+ * Hugging Face does; name the .bin file to read it instead. */
 ts_status ts_checkpoint_open(const char *path, ts_checkpoint **out, ts_err *err);
 void ts_checkpoint_close(ts_checkpoint *c);
 
