@@ -4,6 +4,9 @@
 #define TS_VERSION_STRING "0.1.0"
 int cmd_convert(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
 /* -t N: 1..4096; prints the error itself. */
 #include <jansson.h>
 /* Prints j (indented) and a newline to stdout, then releases it. */

@@ -11,6 +11,9 @@ static const struct {
 } commands[] = {
     {"convert", cmd_convert, "safetensors / PyTorch checkpoint -> GGUF"},
     {"inspect", cmd_inspect, "print metadata and the tensor table of a GGUF or safetensors file"},
+    {"quantize", cmd_quantize, "GGUF or checkpoint -> quantized GGUF (Q4_K_M, Q8_0, ...)"},
+    {"perplexity", cmd_perplexity, "perplexity (and KL divergence against a base) of a GGUF on a text"},
+    {"logits", cmd_logits, "logits of one token sequence (raw float32 or top-K)"},
 };
 
 static void usage(FILE *fp)

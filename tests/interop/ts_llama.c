@@ -6,20 +6,31 @@
 //   ts_llama tokenize MODEL.gguf TEXTFILE [--add-special 0|1] [--parse-special 0|1]
 //   ts_llama logits   MODEL.gguf --ids 1,2,3 -o OUT.f32 [-t N]
 //   ts_llama meta     MODEL.gguf
+//   ts_llama quantize IN.gguf OUT.gguf FTYPE [--imatrix FILE] [-t N] [--pure] [--dry-run]
+//                     [--tensor-type RE=T]... [--output-tensor-type T] [--token-embedding-type T]
+//                     (prints "name type" for every tensor llama.cpp writes or would write)
+//   ts_llama perplexity MODEL.gguf TEXTFILE [-c 512] [--chunks K] [-t N] [--json]
+//   ts_llama rmse     REF.gguf QUANT.gguf [--json] [-v]   (ggml's to_float on both)
 //
 // Errors go to stderr with exit status 1. llama.cpp's own logging is
 // silenced (errors excepted) unless TS_LLAMA_VERBOSE=1.
 #define _GNU_SOURCE // dladdr
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "gguf.h"
 #include "llama.h"
 
 static int g_verbose;
@@ -331,6 +342,499 @@ static int cmd_meta(int argc, char **argv) {
     return fflush(stdout) ? 1 : 0;
 }
 
+// -- perplexity ---------------------------------------------------------------
+// llama-perplexity's method (tools/perplexity/perplexity.cpp, perplexity()),
+// so the numbers compare with its output and with published tables: the whole
+// text is tokenized once (BOS added when the model adds one), cut into chunks
+// of n_ctx tokens whose first token becomes BOS, each chunk is decoded in one
+// batch from an empty cache, and only the second half of each chunk is scored.
+
+static llama_token *tokenize_all(const struct llama_vocab *vocab, const char *file, int32_t *n_out) {
+    size_t len;
+    char *text = read_file(file, &len);
+    if (len > INT32_MAX)
+        die("%s: too large to tokenize (%zu bytes)", file, len);
+    // add_special as common_tokenize(ctx, text, true) does, special tokens
+    // not parsed (llama-perplexity's default).
+    int32_t cap = (int32_t)(len / 2 + 16);
+    llama_token *ids = malloc(sizeof *ids * (size_t)cap);
+    int32_t n = ids ? llama_tokenize(vocab, text, (int32_t)len, ids, cap, true, false) : 0;
+    if (n < 0 && n != INT32_MIN) { // buffer too small: -n is the size needed
+        cap = -n;
+        free(ids);
+        ids = malloc(sizeof *ids * (size_t)cap);
+        n = ids ? llama_tokenize(vocab, text, (int32_t)len, ids, cap, true, false) : 0;
+    }
+    if (!ids)
+        die("out of memory");
+    if (n < 0)
+        die("llama_tokenize failed on %s (returned %d)", file, n);
+    free(text);
+    *n_out = n;
+    return ids;
+}
+
+// -log p(tok) as llama-perplexity's log_softmax computes it: float max,
+// float exponentials summed in double.
+static double token_nll(const float *logits, int32_t n_vocab, llama_token tok) {
+    float max_logit = logits[0];
+    for (int32_t i = 1; i < n_vocab; i++)
+        if (logits[i] > max_logit)
+            max_logit = logits[i];
+    double sum_exp = 0.0;
+    for (int32_t i = 0; i < n_vocab; i++)
+        sum_exp += expf(logits[i] - max_logit);
+    return -(logits[tok] - max_logit - log(sum_exp));
+}
+
+static long parse_long(const char *opt, const char *v, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || end == v || *end || errno || x < lo || x > hi)
+        die("%s expects an integer in [%ld, %ld]", opt, lo, hi);
+    return x;
+}
+
+static int cmd_perplexity(int argc, char **argv) {
+    if (argc < 4)
+        die("usage: ts_llama perplexity MODEL.gguf TEXTFILE [-c 512] [--chunks K] [-t N] [--json]");
+    long n_ctx = 512, max_chunks = -1, threads = sysconf(_SC_NPROCESSORS_ONLN);
+    int json = 0;
+    for (int i = 4; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--json"))
+            json = 1;
+        else if (!strcmp(argv[i], "-c"))
+            n_ctx = parse_long(argv[i], v, 4, 1 << 20), i++;
+        else if (!strcmp(argv[i], "--chunks"))
+            max_chunks = parse_long(argv[i], v, 1, INT32_MAX), i++;
+        else if (!strcmp(argv[i], "-t"))
+            threads = parse_long(argv[i], v, 1, 512), i++;
+        else
+            die("perplexity: unknown option %s", argv[i]);
+    }
+    if (threads < 1 || threads > 512)
+        threads = 1;
+
+    // llama-perplexity's model defaults (common_params): mmap, repacked CPU
+    // weight layouts allowed; only the GPU is ruled out.
+    struct llama_model_params mp = llama_model_default_params();
+    mp.n_gpu_layers = 0;
+    struct llama_model *model = llama_model_load_from_file(argv[2], mp);
+    if (!model)
+        die("llama.cpp could not load %s (TS_LLAMA_VERBOSE=1 shows its full log)", argv[2]);
+    const struct llama_vocab *vocab = llama_model_get_vocab(model);
+    const int32_t n_vocab = llama_vocab_n_tokens(vocab);
+    const bool add_bos = llama_vocab_get_add_bos(vocab);
+    if (llama_vocab_get_add_eos(vocab))
+        die("%s: the model adds EOS to every text; llama-perplexity refuses such models too", argv[2]);
+
+    int32_t n_tok;
+    llama_token *tokens = tokenize_all(vocab, argv[3], &n_tok);
+    if (n_tok < 2 * n_ctx)
+        die("%s tokenizes to %d tokens; a context of %ld needs at least %ld", argv[3], n_tok, n_ctx,
+            2 * n_ctx);
+    long n_chunk = n_tok / n_ctx;
+    if (max_chunks > 0 && max_chunks < n_chunk)
+        n_chunk = max_chunks;
+
+    // One sequence per context and batch = n_ctx: each chunk is one decode.
+    // KV cache type and flash attention stay at llama.cpp's defaults (F16,
+    // auto), which are llama-perplexity's.
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = (uint32_t)n_ctx;
+    cp.n_batch = (uint32_t)n_ctx;
+    cp.n_seq_max = 1;
+    cp.n_threads = cp.n_threads_batch = (int32_t)threads;
+    cp.no_perf = true;
+    struct llama_context *ctx = llama_init_from_model(model, cp);
+    if (!ctx)
+        die("llama_init_from_model failed for %s (n_ctx %ld)", argv[2], n_ctx);
+
+    const long first = n_ctx / 2;
+    struct llama_batch batch = llama_batch_init((int32_t)n_ctx, 0, 1);
+    double nll = 0.0, nll2 = 0.0;
+    long count = 0;
+    for (long c = 0; c < n_chunk; c++) {
+        const llama_token *chunk = tokens + c * n_ctx;
+        llama_memory_clear(llama_get_memory(ctx), true);
+        for (long k = 0; k < n_ctx; k++) {
+            batch.token[k] = k == 0 && add_bos ? llama_vocab_bos(vocab) : chunk[k];
+            batch.pos[k] = (llama_pos)k;
+            batch.n_seq_id[k] = 1;
+            batch.seq_id[k][0] = 0;
+            batch.logits[k] = k >= first;
+        }
+        batch.n_tokens = (int32_t)n_ctx;
+        int32_t rc = llama_decode(ctx, batch);
+        if (rc != 0)
+            die("llama_decode failed (%d) on chunk %ld", rc, c + 1);
+        // Logits at position k predict token k + 1: the last position of a
+        // chunk predicts nothing inside it and is not scored.
+        for (long k = first; k < n_ctx - 1; k++) {
+            const float *row = llama_get_logits_ith(ctx, (int32_t)k);
+            if (!row)
+                die("no logits for position %ld of chunk %ld", k, c + 1);
+            double v = token_nll(row, n_vocab, chunk[k + 1]);
+            nll += v;
+            nll2 += v * v;
+        }
+        count += n_ctx - first - 1;
+        if (g_verbose)
+            fprintf(stderr, "[%ld]%.4f,", c + 1, exp(nll / (double)count));
+    }
+    if (g_verbose)
+        fputc('\n', stderr);
+
+    // The +/- is llama-perplexity's: the standard error of the mean nll,
+    // carried to the perplexity to first order.
+    double mean = nll / (double)count;
+    double var = nll2 / (double)count - mean * mean;
+    double ppl = exp(mean);
+    double ppl_err = var > 0 && count > 1 ? sqrt(var / (double)(count - 1)) * ppl : 0.0;
+    if (json)
+        printf("{\"ppl\": %.6f, \"ppl_err\": %.6f, \"chunks\": %ld, \"tokens_scored\": %ld, \"n_ctx\": %ld}\n",
+               ppl, ppl_err, n_chunk, count, n_ctx);
+    else
+        printf("PPL = %.4f +/- %.5f\n", ppl, ppl_err);
+    llama_batch_free(batch);
+    llama_free(ctx);
+    llama_model_free(model);
+    free(tokens);
+    return fflush(stdout) ? 1 : 0;
+}
+
+// -- rmse ---------------------------------------------------------------------
+// How far a quantized GGUF is from its reference (the F16 file it was made
+// from), with ggml's own to_float for both sides, so the number does not
+// depend on our dequantizers. Only tensors whose type differs from the
+// reference count: norms and other tensors copied as they were would add
+// zeros and hide the error of the quantized ones. Besides the plain error,
+// the error weighted by w^2 (ggml's default importance without an imatrix,
+// which favours the large weights that matter most to perplexity).
+
+struct gguf_file {
+    const char *path;
+    struct gguf_context *gguf;
+    struct ggml_context *meta; // tensor shapes (no data)
+    const uint8_t *data;       // the mapped file
+    size_t size;
+};
+
+static void gguf_file_open(struct gguf_file *g, const char *path) {
+    g->path = path;
+    g->meta = NULL;
+    struct gguf_init_params ip = {.no_alloc = true, .ctx = &g->meta};
+    g->gguf = gguf_init_from_file(path, ip);
+    if (!g->gguf)
+        die("%s: not a GGUF file ggml can read", path);
+    int fd = open(path, O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st))
+        die("%s: %s", path, strerror(errno));
+    g->size = (size_t)st.st_size;
+    g->data = mmap(NULL, g->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (g->data == MAP_FAILED)
+        die("%s: mmap: %s", path, strerror(errno));
+    close(fd);
+}
+
+static void gguf_file_close(struct gguf_file *g) {
+    munmap((void *)g->data, g->size);
+    ggml_free(g->meta);
+    gguf_free(g->gguf);
+}
+
+// The bytes of tensor t, checked to lie inside the file.
+static const uint8_t *tensor_bytes(const struct gguf_file *g, const struct ggml_tensor *t) {
+    int64_t id = gguf_find_tensor(g->gguf, t->name);
+    if (id < 0)
+        die("%s: tensor %s has no data entry", g->path, t->name);
+    size_t off = gguf_get_data_offset(g->gguf) + gguf_get_tensor_offset(g->gguf, id);
+    size_t n = ggml_nbytes(t);
+    if (off > g->size || n > g->size - off)
+        die("%s: tensor %s (%zu bytes at %zu) lies outside the file", g->path, t->name, n, off);
+    return g->data + off;
+}
+
+static void dequant_row(const struct ggml_tensor *t, const uint8_t *bytes, int64_t row, float *out) {
+    const struct ggml_type_traits *tr = ggml_get_type_traits(t->type);
+    const int64_t n = t->ne[0];
+    const uint8_t *src = bytes + (size_t)row * ggml_row_size(t->type, n);
+    if (t->type == GGML_TYPE_F32)
+        memcpy(out, src, sizeof *out * (size_t)n);
+    else if (tr->to_float)
+        tr->to_float(src, out, n);
+    else
+        die("tensor %s: ggml has no to_float for type %s", t->name, ggml_type_name(t->type));
+}
+
+static int cmd_rmse(int argc, char **argv) {
+    if (argc < 4)
+        die("usage: ts_llama rmse REF.gguf QUANT.gguf [--json] [-v]");
+    int json = 0, verbose = 0;
+    for (int i = 4; i < argc; i++) {
+        if (!strcmp(argv[i], "--json"))
+            json = 1;
+        else if (!strcmp(argv[i], "-v"))
+            verbose = 1;
+        else
+            die("rmse: unknown option %s", argv[i]);
+    }
+    struct gguf_file ref, q;
+    gguf_file_open(&ref, argv[2]);
+    gguf_file_open(&q, argv[3]);
+    double sse = 0, ssw = 0, sse_w2 = 0, ssw_w2 = 0, n_weights = 0;
+    size_t n_bytes = 0;
+    int n_tensors = 0;
+    float *a = NULL, *b = NULL;
+    for (struct ggml_tensor *tq = ggml_get_first_tensor(q.meta); tq; tq = ggml_get_next_tensor(q.meta, tq)) {
+        struct ggml_tensor *tr = ggml_get_tensor(ref.meta, tq->name);
+        if (!tr)
+            die("%s: tensor %s is not in %s", q.path, tq->name, ref.path);
+        if (!ggml_are_same_shape(tr, tq))
+            die("tensor %s: shape differs between %s and %s", tq->name, ref.path, q.path);
+        if (tr->type == tq->type)
+            continue;
+        const uint8_t *br = tensor_bytes(&ref, tr), *bq = tensor_bytes(&q, tq);
+        a = realloc(a, sizeof *a * (size_t)tq->ne[0]);
+        b = realloc(b, sizeof *b * (size_t)tq->ne[0]);
+        if (!a || !b)
+            die("out of memory");
+        double t_sse = 0, t_ssw = 0, t_sse_w2 = 0, t_ssw_w2 = 0;
+        const int64_t rows = ggml_nrows(tq);
+        for (int64_t r = 0; r < rows; r++) {
+            dequant_row(tr, br, r, a);
+            dequant_row(tq, bq, r, b);
+            for (int64_t k = 0; k < tq->ne[0]; k++) {
+                double d = (double)b[k] - a[k];
+                double w2 = (double)a[k] * a[k];
+                t_sse += d * d;
+                t_ssw += w2;
+                t_sse_w2 += w2 * d * d;
+                t_ssw_w2 += w2 * w2;
+            }
+        }
+        if (verbose)
+            fprintf(stderr, "%-40s %-8s rmse %.6g rel %.6g rel_w2 %.6g\n", tq->name, ggml_type_name(tq->type),
+                    sqrt(t_sse / (double)ggml_nelements(tq)), t_ssw > 0 ? sqrt(t_sse / t_ssw) : 0.0,
+                    t_ssw_w2 > 0 ? sqrt(t_sse_w2 / t_ssw_w2) : 0.0);
+        sse += t_sse;
+        ssw += t_ssw;
+        sse_w2 += t_sse_w2;
+        ssw_w2 += t_ssw_w2;
+        n_weights += (double)ggml_nelements(tq);
+        n_bytes += ggml_nbytes(tq);
+        n_tensors++;
+    }
+    free(a);
+    free(b);
+    if (n_tensors == 0)
+        die("%s: no tensor's type differs from %s; nothing was quantized", q.path, ref.path);
+    double rmse = sqrt(sse / n_weights), rel = ssw > 0 ? sqrt(sse / ssw) : 0.0;
+    double rel_w2 = ssw_w2 > 0 ? sqrt(sse_w2 / ssw_w2) : 0.0;
+    double bpw = 8.0 * (double)n_bytes / n_weights;
+    if (json)
+        printf("{\"rmse\": %.9g, \"rel_rmse\": %.9g, \"rel_rmse_w2\": %.9g, \"tensors\": %d, \"weights\": %.0f, "
+               "\"bpw\": %.4f}\n",
+               rmse, rel, rel_w2, n_tensors, n_weights, bpw);
+    else
+        printf("RMSE = %.6g (relative %.6g, w^2-weighted %.6g) over %d tensors, %.0f weights, %.4f bits per weight\n",
+               rmse, rel, rel_w2, n_tensors, n_weights, bpw);
+    gguf_file_close(&q);
+    gguf_file_close(&ref);
+    return fflush(stdout) ? 1 : 0;
+}
+
+// -- quantize -----------------------------------------------------------------
+// llama.cpp's own llama_model_quantize on IN.gguf, then the type of every
+// tensor of OUT.gguf as "name type" lines (what test_quant_mixes.sh compares
+// with tessera quantize --dry-run). An imatrix (llama-imatrix's GGUF format)
+// becomes per-column weights the way llama-quantize makes them: sums / count
+// per expert, 1 where an expert's count is 0.
+
+static const struct { const char *name; enum llama_ftype ftype; } quant_ftypes[] = {
+    {"F32", LLAMA_FTYPE_ALL_F32}, {"F16", LLAMA_FTYPE_MOSTLY_F16}, {"BF16", LLAMA_FTYPE_MOSTLY_BF16},
+    {"Q4_0", LLAMA_FTYPE_MOSTLY_Q4_0}, {"Q4_1", LLAMA_FTYPE_MOSTLY_Q4_1}, {"Q5_0", LLAMA_FTYPE_MOSTLY_Q5_0},
+    {"Q5_1", LLAMA_FTYPE_MOSTLY_Q5_1}, {"Q8_0", LLAMA_FTYPE_MOSTLY_Q8_0}, {"Q2_K", LLAMA_FTYPE_MOSTLY_Q2_K},
+    {"Q2_K_S", LLAMA_FTYPE_MOSTLY_Q2_K_S}, {"Q3_K_S", LLAMA_FTYPE_MOSTLY_Q3_K_S},
+    {"Q3_K_M", LLAMA_FTYPE_MOSTLY_Q3_K_M}, {"Q3_K_L", LLAMA_FTYPE_MOSTLY_Q3_K_L},
+    {"Q4_K_S", LLAMA_FTYPE_MOSTLY_Q4_K_S}, {"Q4_K_M", LLAMA_FTYPE_MOSTLY_Q4_K_M},
+    {"Q5_K_S", LLAMA_FTYPE_MOSTLY_Q5_K_S}, {"Q5_K_M", LLAMA_FTYPE_MOSTLY_Q5_K_M},
+    {"Q6_K", LLAMA_FTYPE_MOSTLY_Q6_K}, {"IQ4_NL", LLAMA_FTYPE_MOSTLY_IQ4_NL}, {"IQ4_XS", LLAMA_FTYPE_MOSTLY_IQ4_XS},
+};
+
+static size_t load_imatrix_gguf(const char *file, struct llama_model_imatrix_data **out, struct ggml_context **ctx_out) {
+    struct ggml_context *ctx = NULL;
+    struct gguf_init_params gp = {.no_alloc = false, .ctx = &ctx};
+    struct gguf_context *g = gguf_init_from_file(file, gp);
+    if (!g)
+        die("%s: not a GGUF imatrix", file);
+    size_t n = 0, cap = 16;
+    struct llama_model_imatrix_data *d = malloc(sizeof *d * (cap + 1));
+    for (struct ggml_tensor *t = ggml_get_first_tensor(ctx); t && d; t = ggml_get_next_tensor(ctx, t)) {
+        const char *name = ggml_get_name(t);
+        size_t len = strlen(name);
+        if (len <= 8 || strcmp(name + len - 8, ".in_sum2"))
+            continue;
+        char base[GGML_MAX_NAME], counts_name[GGML_MAX_NAME + 8];
+        snprintf(base, sizeof base, "%.*s", (int)(len - 8), name);
+        snprintf(counts_name, sizeof counts_name, "%s.counts", base);
+        struct ggml_tensor *c = ggml_get_tensor(ctx, counts_name);
+        if (!c || t->type != GGML_TYPE_F32 || c->type != GGML_TYPE_F32)
+            die("%s: %s needs F32 sums and counts", file, base);
+        int64_t nval = ggml_nelements(t), nmat = ggml_nelements(c), per = nval / nmat;
+        float *w = malloc(sizeof *w * (size_t)nval);
+        if (!w)
+            die("out of memory");
+        for (int64_t m = 0; m < nmat; m++) {
+            float count = (float)lroundf(((const float *)c->data)[m]);
+            for (int64_t i = 0; i < per; i++)
+                w[m * per + i] = count > 0 ? ((const float *)t->data)[m * per + i] / count : 1.0f;
+        }
+        if (n == cap)
+            d = realloc(d, sizeof *d * ((cap *= 2) + 1));
+        if (!d)
+            break;
+        d[n++] = (struct llama_model_imatrix_data){strdup(base), w, (size_t)nval};
+    }
+    if (!d)
+        die("out of memory");
+    d[n] = (struct llama_model_imatrix_data){NULL, NULL, 0};
+    gguf_free(g);
+    *out = d;
+    *ctx_out = ctx;
+    return n;
+}
+
+// llama.cpp's --dry-run writes nothing; its log says each tensor's type:
+// "[  3/ 291] NAME - [SHAPE], type = CUR, " then "size = A MiB -> B MiB (NEW)\n"
+// for a tensor it would convert, or "size = A MiB\n" for one it keeps.
+typedef struct {
+    char name[GGML_MAX_NAME + 64];
+    char cur[32];
+    int n;
+} dry_log;
+
+static void dry_log_cb(enum ggml_log_level level, const char *text, void *user) {
+    dry_log *d = user;
+    const char *p;
+    if (level == GGML_LOG_LEVEL_ERROR)
+        fputs(text, stderr);
+    if (text[0] == '[' && (p = strstr(text, "] ")) && strstr(text, "type = ")) {
+        if (sscanf(p + 2, "%127s", d->name) != 1)
+            d->name[0] = 0;
+        const char *t = strstr(text, "type = ") + 7;
+        t += strspn(t, " ");
+        size_t n = strcspn(t, ",");
+        snprintf(d->cur, sizeof d->cur, "%.*s", (int)n, t);
+    } else if (d->name[0] && !strncmp(text, "size = ", 7)) {
+        const char *open = strstr(text, "-> ") ? strrchr(text, '(') : NULL;
+        if (open)
+            printf("%s %.*s\n", d->name, (int)strcspn(open + 1, ")"), open + 1);
+        else
+            printf("%s %s\n", d->name, d->cur);
+        d->name[0] = 0;
+        d->n++;
+    }
+}
+
+static enum ggml_type parse_ggml_type(const char *s) {
+    for (int t = 0; t < GGML_TYPE_COUNT; t++) {
+        const char *name = ggml_type_name((enum ggml_type)t);
+        if (name && !strcasecmp(name, s))
+            return (enum ggml_type)t;
+    }
+    die("quantize: unknown ggml type %s", s);
+    return GGML_TYPE_COUNT;
+}
+
+static int cmd_quantize(int argc, char **argv) {
+    if (argc < 5)
+        die("usage: ts_llama quantize IN.gguf OUT.gguf FTYPE [--imatrix FILE] [-t N] [--pure] [--dry-run]\n"
+            "       [--tensor-type REGEX=TYPE]... [--output-tensor-type T] [--token-embedding-type T]");
+    struct llama_model_quantize_params qp = llama_model_quantize_default_params();
+    int found = 0;
+    for (size_t i = 0; i < sizeof quant_ftypes / sizeof quant_ftypes[0]; i++)
+        if (!strcasecmp(argv[4], quant_ftypes[i].name))
+            qp.ftype = quant_ftypes[i].ftype, found = 1;
+    if (!found)
+        die("quantize: unknown ftype %s", argv[4]);
+    const char *imatrix = NULL;
+    qp.nthread = 1;
+    struct llama_model_tensor_override *tt = calloc((size_t)argc, sizeof *tt);
+    size_t n_tt = 0;
+    for (int i = 5; tt && i < argc; i++) {
+        if (!strcmp(argv[i], "--pure")) {
+            qp.pure = true;
+            continue;
+        }
+        if (!strcmp(argv[i], "--dry-run")) {
+            qp.dry_run = true;
+            continue;
+        }
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v)
+            die("quantize: %s needs a value", argv[i]);
+        if (!strcmp(argv[i], "--imatrix"))
+            imatrix = v;
+        else if (!strcmp(argv[i], "-t"))
+            qp.nthread = (int32_t)strtol(v, NULL, 10);
+        else if (!strcmp(argv[i], "--output-tensor-type"))
+            qp.output_tensor_type = parse_ggml_type(v);
+        else if (!strcmp(argv[i], "--token-embedding-type"))
+            qp.token_embedding_type = parse_ggml_type(v);
+        else if (!strcmp(argv[i], "--tensor-type")) {
+            const char *eq = strrchr(v, '=');
+            if (!eq)
+                die("quantize: --tensor-type %s: expected REGEX=TYPE", v);
+            tt[n_tt++] = (struct llama_model_tensor_override){strndup(v, (size_t)(eq - v)), parse_ggml_type(eq + 1)};
+        } else
+            die("quantize: unknown option %s", argv[i]);
+        i++;
+    }
+    if (!tt)
+        die("out of memory");
+    tt[n_tt] = (struct llama_model_tensor_override){NULL, GGML_TYPE_COUNT};
+    if (n_tt)
+        qp.tt_overrides = tt;
+    struct llama_model_imatrix_data *im = NULL;
+    struct ggml_context *im_ctx = NULL;
+    size_t n_im = imatrix ? load_imatrix_gguf(imatrix, &im, &im_ctx) : 0;
+    if (n_im)
+        qp.imatrix = im;
+    dry_log dl = {0};
+    if (qp.dry_run)
+        llama_log_set(dry_log_cb, &dl);
+    uint32_t qrc = llama_model_quantize(argv[2], argv[3], &qp);
+    llama_log_set(log_cb, NULL);
+    if (qrc != 0)
+        die("llama_model_quantize failed on %s (TS_LLAMA_VERBOSE=1 shows its log)", argv[2]);
+    if (qp.dry_run && dl.n == 0)
+        die("llama.cpp's dry-run log named no tensor (has its format changed?)");
+    if (!qp.dry_run) {
+        struct gguf_init_params gp = {.no_alloc = true, .ctx = NULL};
+        struct gguf_context *g = gguf_init_from_file(argv[3], gp);
+        if (!g)
+            die("%s: cannot read the quantized file back", argv[3]);
+        for (int64_t i = 0; i < gguf_get_n_tensors(g); i++)
+            printf("%s %s\n", gguf_get_tensor_name(g, i), ggml_type_name(gguf_get_tensor_type(g, i)));
+        gguf_free(g);
+    }
+    for (size_t i = 0; i < n_im; i++) {
+        free((void *)im[i].name);
+        free((void *)im[i].data);
+    }
+    free(im);
+    for (size_t i = 0; i < n_tt; i++)
+        free((void *)tt[i].pattern);
+    free(tt);
+    if (im_ctx)
+        ggml_free(im_ctx);
+    return fflush(stdout) ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     const char *v = getenv("TS_LLAMA_VERBOSE");
     g_verbose = v && !strcmp(v, "1");
@@ -345,6 +849,12 @@ int main(int argc, char **argv) {
         rc = cmd_logits(argc, argv);
     else if (!strcmp(argv[1], "meta"))
         rc = cmd_meta(argc, argv);
+    else if (!strcmp(argv[1], "quantize"))
+        rc = cmd_quantize(argc, argv);
+    else if (!strcmp(argv[1], "perplexity"))
+        rc = cmd_perplexity(argc, argv);
+    else if (!strcmp(argv[1], "rmse"))
+        rc = cmd_rmse(argc, argv);
     else
         die("unknown command %s (expected tokenize, logits or meta)", argv[1]);
     llama_backend_free();
