@@ -76,9 +76,9 @@ void ts_k_dequantize_row_q2_k(const void *src, float *dst, int64_t n);
 void ts_k_dequantize_row_q3_k(const void *src, float *dst, int64_t n);
 void ts_k_dequantize_row_q4_k(const void *src, float *dst, int64_t n);
 void ts_k_dequantize_row_q5_k(const void *src, float *dst, int64_t n);
-/* Without an imatrix the k-quants above minimize the plain squared error
- * (on llama-spm-8m and qwen3moe-spm-9m that gave lower perplexity than x^2-,
- * |x|- or ggml's rms+|x|-weighted errors). */
+/* Objective of the k-quants above: with an imatrix, the imatrix-weighted
+ * squared error (the imatrix alone); without one, weights 0.75 * rms + |x|
+ * (rms over the super-block), see docs/formats/quant-types.md. */
 /* The packed 6-bit fields (12 bytes) of q4_K / q5_K: 8 scales and 8 mins,
  * each 0..63; and of q3_K: 16 signed scales, each -32..31 (stored + 32). */
 void ts_k_pack_scales_q4_k(const uint8_t scales[8], const uint8_t mins[8], uint8_t out[12]);

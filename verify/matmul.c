@@ -156,9 +156,15 @@ static ts_status round_item(mm_ctx *c, int64_t item)
 
 static ts_status tile_item(mm_ctx *c, int64_t item, int thread)
 {
-    int j = 0;
-    while (j + 1 < c->n_jobs && item >= c->plan[j + 1].first_item)
-        j++;
+    int lo = 0, hi = c->n_jobs - 1; /* the last job whose first item is <= item */
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (c->plan[mid].first_item <= item)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    const int j = lo;
     const ts_mm_job *job = &c->jobs[j];
     const ts_weight *w = job->w;
     const int64_t r0 = (item - c->plan[j].first_item) * TS_MM_ROWS;
@@ -199,13 +205,19 @@ static ts_status mm_item(void *ctx, int64_t item, int thread)
 
 ts_status ts_mm_run(ts_model *m, ts_mm_job *jobs, int n_jobs, ts_err *err)
 {
-    enum { MAX_JOBS = 512 };
-    job_plan plan[MAX_JOBS];
-    int owner[MAX_JOBS]; /* job whose rounded copy job j reads; -1: none */
-    if (n_jobs > MAX_JOBS)
-        return ts_fail(err, TS_ERR_INTERNAL, "ts_mm_run: %d products in one pass (at most %d)", n_jobs, MAX_JOBS);
+    if (n_jobs < 1)
+        return TS_OK;
+    job_plan *plan = malloc((size_t)n_jobs * sizeof *plan);
+    int *owner = malloc((size_t)n_jobs * sizeof *owner); /* job whose rounded copy job j reads; -1: none */
+    int64_t *offset = malloc((size_t)n_jobs * sizeof *offset);
+    if (!plan || !owner || !offset) {
+        free(plan);
+        free(owner);
+        free(offset);
+        return ts_fail(err, TS_ERR_NOMEM, "out of memory");
+    }
     /* Each distinct (input, rounding) pair gets one rounded copy. */
-    int64_t need = 0, offset[MAX_JOBS];
+    int64_t need = 0;
     for (int j = 0; j < n_jobs; j++) {
         const ts_mm_job *job = &jobs[j];
         if (m->hook)
@@ -231,8 +243,12 @@ ts_status ts_mm_run(ts_model *m, ts_mm_job *jobs, int n_jobs, ts_err *err)
         free(m->s.act);
         m->s.act = ts_big_alloc((size_t)need * sizeof(float));
         m->s.act_cap = m->s.act ? need : 0;
-        if (!m->s.act)
+        if (!m->s.act) {
+            free(plan);
+            free(owner);
+            free(offset);
             return ts_fail(err, TS_ERR_NOMEM, "out of memory for %lld rounded activations", (long long)need);
+        }
     }
     mm_ctx c = {.m = m, .jobs = jobs, .plan = plan, .n_jobs = n_jobs};
     int64_t items = 0;
@@ -249,9 +265,10 @@ ts_status ts_mm_run(ts_model *m, ts_mm_job *jobs, int n_jobs, ts_err *err)
     }
     c.n_items = c.n_round_items + items;
     atomic_init(&c.rounded_done, 0);
-    if (c.n_items == 0)
-        return TS_OK;
-    ts_status st = ts_parallel_for(m->n_threads, c.n_items, mm_item, &c);
+    ts_status st = c.n_items ? ts_parallel_for(m->n_threads, c.n_items, mm_item, &c) : TS_OK;
+    free(plan);
+    free(owner);
+    free(offset);
     if (st)
         return ts_fail(err, st, "matmul failed (%s)", ts_status_name(st));
     return TS_OK;

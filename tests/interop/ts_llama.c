@@ -494,7 +494,8 @@ static int cmd_perplexity(int argc, char **argv) {
     double ppl = exp(mean);
     double ppl_err = var > 0 && count > 1 ? sqrt(var / (double)(count - 1)) * ppl : 0.0;
     if (json)
-        printf("{\"ppl\": %.6f, \"ppl_err\": %.6f, \"chunks\": %ld, \"tokens_scored\": %ld, \"n_ctx\": %ld}\n",
+        printf("{\"ppl\": %.6f, \"ppl_err\": %.6f, \"chunks\": %ld, \"tokens_scored\": %ld, "
+               "\"n_ctx\": %ld}\n",
                ppl, ppl_err, n_chunk, count, n_ctx);
     else
         printf("PPL = %.4f +/- %.5f\n", ppl, ppl_err);
@@ -636,11 +637,12 @@ static int cmd_rmse(int argc, char **argv) {
     double rel_w2 = ssw_w2 > 0 ? sqrt(sse_w2 / ssw_w2) : 0.0;
     double bpw = 8.0 * (double)n_bytes / n_weights;
     if (json)
-        printf("{\"rmse\": %.9g, \"rel_rmse\": %.9g, \"rel_rmse_w2\": %.9g, \"tensors\": %d, \"weights\": %.0f, "
-               "\"bpw\": %.4f}\n",
+        printf("{\"rmse\": %.9g, \"rel_rmse\": %.9g, \"rel_rmse_w2\": %.9g, \"tensors\": %d, "
+               "\"weights\": %.0f, \"bpw\": %.4f}\n",
                rmse, rel, rel_w2, n_tensors, n_weights, bpw);
     else
-        printf("RMSE = %.6g (relative %.6g, w^2-weighted %.6g) over %d tensors, %.0f weights, %.4f bits per weight\n",
+        printf("RMSE = %.6g (relative %.6g, w^2-weighted %.6g) over %d tensors, %.0f weights, "
+               "%.4f bits per weight\n",
                rmse, rel, rel_w2, n_tensors, n_weights, bpw);
     gguf_file_close(&q);
     gguf_file_close(&ref);
@@ -840,7 +842,7 @@ int main(int argc, char **argv) {
     g_verbose = v && !strcmp(v, "1");
     llama_log_set(log_cb, NULL);
     if (argc < 2)
-        die("usage: ts_llama tokenize|logits|meta MODEL.gguf ...");
+        die("usage: ts_llama tokenize|logits|meta|quantize|perplexity|rmse ... (see the top of ts_llama.c)");
     load_backends();
     int rc;
     if (!strcmp(argv[1], "tokenize"))
@@ -856,7 +858,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "rmse"))
         rc = cmd_rmse(argc, argv);
     else
-        die("unknown command %s (expected tokenize, logits or meta)", argv[1]);
+        die("unknown command %s (expected tokenize, logits, meta, quantize, perplexity or rmse)", argv[1]);
     llama_backend_free();
     return rc;
 }
