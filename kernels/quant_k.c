@@ -1,5 +1,3 @@
-#define R1NEAR 0
-#define NCOMB 2
 /* The search shared by the affine k-quants (q2_K, q4_K, q5_K): for each
  * super-block, find the fp16 d and dmin, the per-sub-block scale and min
  * codes and the levels that minimize sum w * (x - deq)^2, where deq is
@@ -34,7 +32,6 @@
 #include "kernels/quant_k_impl.h"
 
 #include <float.h>
-#include <string.h>
 
 void qk_prepare(const float *x, const float *imatrix, qk_block_in *in)
 {
@@ -51,9 +48,8 @@ void qk_prepare(const float *x, const float *imatrix, qk_block_in *in)
     for (int i = 0; i < TS_QK_K; i++)
         in->w[i] = rms > 0.0f ? QK_W_RMS * rms + fabsf(in->x[i]) : 1.0f;
     /* With an imatrix the error is weighted by it alone: it measures what
-     * each column's error costs the layer's output, and the result then has
-     * the least imatrix-weighted error, the number the interop tests and
-     * docs/benchmarks.md compare with ggml's. */
+     * each column's error costs the layer's output (and the imatrix-weighted
+     * error is what the interop tests compare with ggml's). */
     if (!imatrix)
         return;
     float qmax = 0.0f;
@@ -265,12 +261,8 @@ static float codes_sub(const qk_affine_shape *sh, const float *x, const float *w
     for (int round = 0; round < 2; round++) {
         const float a = d > 0.0f ? qk_clampf(s / d, 0.0f, (float)cmax) : 0.0f;
         const float b = dmin > 0.0f ? qk_clampf(m / dmin, 0.0f, (float)cmax) : 0.0f;
-        int a0 = (int)a, b0 = (int)b, na = d > 0.0f ? 2 : 1, nb = dmin > 0.0f ? 2 : 1;
-        if (round == 1 && R1NEAR) {
-            a0 = (int)qk_rint(a);
-            b0 = (int)qk_rint(b);
-            na = nb = 1;
-        }
+        /* floor and ceiling of each; with a zero d or dmin the code is moot */
+        const int a0 = (int)a, b0 = (int)b, na = d > 0.0f ? 2 : 1, nb = dmin > 0.0f ? 2 : 1;
         for (int da = 0; da < na; da++)
             for (int db = 0; db < nb; db++) {
                 const int sc = a0 + da > cmax ? cmax : a0 + da;
@@ -369,14 +361,14 @@ void qk_affine_quantize(const qk_affine_shape *sh, const qk_block_in *in, qk_aff
 
     qk_affine_result cur;
     float best = FLT_MAX;
-    for (int a = 0; a < NCOMB; a++)
-        for (int b = 0; b < NCOMB; b++) {
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++) {
             if ((a && dc[1] == dc[0]) || (b && mc[1] == mc[0]))
                 continue;
             cur.d_bits = qk_to_f16(dc[a], &cur.d);
             cur.dmin_bits = qk_to_f16(mc[b], &cur.dmin);
             const float e = codes_all(sh, in, s, m, cur.d, cur.dmin, &cur);
-            if (e < best) {
+            if (e < best || (a == 0 && b == 0)) { /* the first always sets *out */
                 best = e;
                 *out = cur;
             }
