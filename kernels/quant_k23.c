@@ -7,8 +7,9 @@
  * q3_K is symmetric, value = (d*c)*l with signed 6-bit codes c in -32..31
  * and levels l in -4..3. Its search follows the same plan as quant_k.c:
  * 1. per sub-block, the least-squares scale for a grid of candidate scales in
- *    both orientations (the largest |x| on level -4 or on level +3), then
- *    re-rounding and re-solving from the best;
+ *    both orientations (the largest |x| at levels -3.4 .. -8.4, or at
+ *    +2.4 .. +7.4: wide, because with an imatrix clipping a low-weight
+ *    outlier often pays), then re-rounding and re-solving from the best;
  * 2. candidate d: the largest |s| on code -32, and a weighted least-squares
  *    fit of codes to the s (weights sum w l^2);
  * 3. per candidate, the best code per sub-block among the neighbours of s/d,
@@ -257,6 +258,7 @@ static float q3_code_sub(const float *x, const float *w, float d, const q3_fit *
     int tried[8], n_tried = 0;
     float best = FLT_MAX;
     float targets[3] = {f->s[0], f->s[1], 0.0f};
+    *c_out = 0;
     for (int t = 0; t < 3; t++) {
         if (t == 2) { /* the least-squares scale for the best levels so far */
             double sxl, sl2;
@@ -274,7 +276,7 @@ static float q3_code_sub(const float *x, const float *w, float d, const q3_fit *
                 continue;
             tried[n_tried++] = c;
             const float e = q3_err(x, w, d * (float)c);
-            if (e < best) {
+            if (e < best || n_tried == 1) {
                 best = e;
                 *c_out = (int8_t)c;
             }
@@ -337,7 +339,7 @@ static void q3_quantize_block(const qk_block_in *in, q3_result *out)
             continue;
         cur.d_bits = qk_to_f16(dc[a], &cur.d);
         const float e = q3_codes_all(in, f, &cur);
-        if (e < best) {
+        if (e < best || a == 0) { /* the first always sets *out */
             best = e;
             *out = cur;
         }
