@@ -373,6 +373,7 @@ static ts_status run(convert_state *s, const ts_convert_opts *o, ts_convert_stat
     snprintf(stats->arch, sizeof stats->arch, "%s", gguf_arch);
     if ((st = ts_gguf_writer_new(&s->w, err)))
         return st;
+    ts_gguf_writer_enable_checksums(s->w, true); /* verify re-checks them */
     add_general(s, o, gguf_arch);
     int64_t vocab_size = 0;
     const char *ft_name = "f32";

@@ -120,6 +120,25 @@ uint64_t ts_gguf_writer_n_tensors(const ts_gguf_writer *w);
 /* Byte size of tensor i as it will be written (without padding). */
 uint64_t ts_gguf_writer_tensor_bytes(const ts_gguf_writer *w, uint64_t i);
 
+/* Tensor checksums (docs/formats/gguf.md, "Tensor checksums"): when on, begin
+ * adds TS_GGUF_KEY_CHECKSUM_ALGO = "xxh3_64", TS_GGUF_KEY_CHECKSUM_TENSOR_INFO
+ * (ts_gguf_tensor_info_hash of the tensor table the checksums describe) and
+ * TS_GGUF_KEY_CHECKSUM_TENSORS, a UINT64 array holding XXH3_64bits (seed 0)
+ * of each tensor's data bytes (padding excluded) in tensor order, reserved
+ * as zeros and filled in by finish. Files without tensors get no keys. Off
+ * (the default), begin drops those keys if they were copied from another
+ * file. Call before begin. */
+#define TS_GGUF_KEY_CHECKSUM_ALGO "tessera.checksum.algo"
+#define TS_GGUF_KEY_CHECKSUM_TENSOR_INFO "tessera.checksum.tensor_info"
+#define TS_GGUF_KEY_CHECKSUM_TENSORS "tessera.checksum.tensors"
+#define TS_GGUF_CHECKSUM_ALGO "xxh3_64"
+void ts_gguf_writer_enable_checksums(ts_gguf_writer *w, bool on);
+/* XXH3-64 of the tensor table without offsets: per tensor in order, the name
+ * and a NUL, u32 n_dims, n_dims x i64 ne, u32 type (little-endian). Tools
+ * that copy every key into a file with other tensors (llama-quantize does)
+ * carry stale checksums; this tells them apart from damaged data. */
+uint64_t ts_gguf_tensor_info_hash(const ts_gguf *g);
+
 /* inputs: NULL-terminated list of input paths that must not be overwritten. */
 ts_status ts_gguf_writer_begin(ts_gguf_writer *w, const char *path, const char *const *inputs, ts_err *err);
 ts_status ts_gguf_write_tensor_data(ts_gguf_writer *w, const void *data, uint64_t nbytes, ts_err *err);

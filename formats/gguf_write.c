@@ -1,11 +1,17 @@
 /* Streaming GGUF writer: header, key/values and tensor infos first, then the
  * tensor bytes in the order the tensors were added, each padded to the
  * alignment (the layout gguf-py's GGUFWriter produces; docs/formats/gguf.md).
- * Output goes to a temp file that finish() renames into place. */
+ * Output goes to a temp file that finish() renames into place. Optional
+ * tensor checksums are reserved in the header and patched in by finish. */
 #include "gguf_internal.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
 
 typedef struct {
     char name[TS_GGUF_MAX_NAME + 1];
@@ -28,6 +34,11 @@ struct ts_gguf_writer {
     ts_atomic_file f;
     uint64_t alignment;
     uint64_t cur, cur_written; /* tensor being streamed, bytes of it so far */
+    /* tensor checksums (ts_gguf_writer_enable_checksums) */
+    bool checksums;
+    uint64_t *sums;        /* one per tensor, filled as its bytes stream past */
+    uint64_t sums_offset;  /* file offset of the reserved array's first element */
+    XXH3_state_t *xxh;
 };
 
 static const char *wt_name(const void *ctx, uint64_t i) { return ((const ts_gguf_writer *)ctx)->t[i].name; }
@@ -53,8 +64,16 @@ void ts_gguf_writer_free(ts_gguf_writer *w)
     }
     free(w->kv);
     free(w->t);
+    free(w->sums);
+    if (w->xxh)
+        XXH3_freeState(w->xxh);
     ts_gguf_ix_free(&w->t_ix);
     free(w);
+}
+
+void ts_gguf_writer_enable_checksums(ts_gguf_writer *w, bool on)
+{
+    w->checksums = on;
 }
 
 /* ---- key/values ---- */
@@ -389,6 +408,9 @@ static ts_status put_header(ts_gguf_writer *w, ts_err *err)
         st = put_u64(w, w->n_kv, err);
     for (uint64_t i = 0; i < w->n_kv && st == TS_OK; i++) {
         st = put_str(w, w->kv[i].key, strlen(w->kv[i].key), err);
+        /* the checksum array's elements follow its type, element type and count */
+        if (w->sums && !strcmp(w->kv[i].key, TS_GGUF_KEY_CHECKSUM_TENSORS))
+            w->sums_offset = w->f.written + 4 + 4 + 8;
         if (st == TS_OK)
             st = put_value(w, &w->kv[i].value, err);
     }
@@ -422,6 +444,67 @@ static ts_status fail_writing(ts_gguf_writer *w, ts_status st)
     return st;
 }
 
+static void hash_tensor_info(XXH3_state_t *h, const char *name, int n_dims, const int64_t *ne, ts_dtype type)
+{
+    uint8_t b[8];
+    XXH3_64bits_update(h, name, strlen(name) + 1);
+    uint32_t u = (uint32_t)n_dims;
+    ts_gguf_encode_scalar(TS_GGUF_UINT32, &u, b);
+    XXH3_64bits_update(h, b, 4);
+    for (int j = 0; j < n_dims; j++) {
+        ts_gguf_encode_scalar(TS_GGUF_INT64, &ne[j], b);
+        XXH3_64bits_update(h, b, 8);
+    }
+    u = (uint32_t)type;
+    ts_gguf_encode_scalar(TS_GGUF_UINT32, &u, b);
+    XXH3_64bits_update(h, b, 4);
+}
+
+uint64_t ts_gguf_tensor_info_hash(const ts_gguf *g)
+{
+    XXH3_state_t h; /* on the stack: XXH3_createState could fail */
+    XXH3_INITSTATE(&h);
+    XXH3_64bits_reset(&h);
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const ts_tensor *t = &g->tensors[i].t;
+        hash_tensor_info(&h, t->name, t->n_dims, t->ne, t->dtype);
+    }
+    return XXH3_64bits_digest(&h);
+}
+
+/* The checksums are only known once the data is written, but the header
+ * comes first: reserve a zero-filled array of one u64 per tensor here (its
+ * size does not depend on the values) and patch it in finish. Keys copied
+ * from an input file are dropped either way: they describe other bytes. */
+static ts_status reserve_checksums(ts_gguf_writer *w, const char *path, ts_err *err)
+{
+    ts_gguf_writer_remove(w, TS_GGUF_KEY_CHECKSUM_ALGO);
+    ts_gguf_writer_remove(w, TS_GGUF_KEY_CHECKSUM_TENSOR_INFO);
+    ts_gguf_writer_remove(w, TS_GGUF_KEY_CHECKSUM_TENSORS);
+    free(w->sums);
+    w->sums = NULL;
+    if (!w->checksums || w->n_t == 0)
+        return TS_OK;
+    if (w->n_t > SIZE_MAX / sizeof *w->sums || !(w->sums = calloc((size_t)w->n_t, sizeof *w->sums)) ||
+        (!w->xxh && !(w->xxh = XXH3_createState())))
+        return ts_fail(err, TS_ERR_NOMEM, "%s: out of memory for %llu tensor checksums", path,
+                       (unsigned long long)w->n_t);
+    XXH3_64bits_reset(w->xxh);
+    for (uint64_t i = 0; i < w->n_t; i++)
+        hash_tensor_info(w->xxh, w->t[i].name, w->t[i].n_dims, w->t[i].ne, w->t[i].type);
+    ts_status st = ts_gguf_set_str(w, TS_GGUF_KEY_CHECKSUM_ALGO, TS_GGUF_CHECKSUM_ALGO);
+    if (st == TS_OK)
+        st = ts_gguf_set_u64(w, TS_GGUF_KEY_CHECKSUM_TENSOR_INFO, XXH3_64bits_digest(w->xxh));
+    if (st == TS_OK)
+        st = ts_gguf_set_arr(w, TS_GGUF_KEY_CHECKSUM_TENSORS, TS_GGUF_UINT64, w->sums, w->n_t);
+    if (st != TS_OK)
+        return ts_fail(err, st, "%s: cannot reserve the tensor checksums", path);
+    for (uint64_t i = 0; i < w->n_t; i++)
+        if (w->t[i].nbytes == 0) /* never streamed: hash of no bytes */
+            w->sums[i] = XXH3_64bits("", 0);
+    return TS_OK;
+}
+
 ts_status ts_gguf_writer_begin(ts_gguf_writer *w, const char *path, const char *const *inputs, ts_err *err)
 {
     if (w->state != W_COLLECT)
@@ -434,6 +517,9 @@ ts_status ts_gguf_writer_begin(ts_gguf_writer *w, const char *path, const char *
             return ts_fail(err, TS_ERR_ARG, "%s: general.alignment must be a UINT32 nonzero power of two", path);
         w->alignment = v->u32;
     }
+    ts_status st = reserve_checksums(w, path, err);
+    if (st != TS_OK)
+        return st;
     uint64_t off = 0;
     for (uint64_t i = 0; i < w->n_t; i++) {
         uint64_t padded;
@@ -442,8 +528,7 @@ ts_status ts_gguf_writer_begin(ts_gguf_writer *w, const char *path, const char *
             !ts_add_u64(off, padded / w->alignment * w->alignment, &off))
             return ts_fail(err, TS_ERR_LIMIT, "%s: tensor data size overflows at tensor '%s'", path, w->t[i].name);
     }
-    ts_status st = ts_atomic_open(path, inputs, &w->f, err);
-    if (st != TS_OK)
+    if ((st = ts_atomic_open(path, inputs, &w->f, err)) != TS_OK)
         return st;
     w->state = W_WRITING;
     if ((st = put_header(w, err)) != TS_OK)
@@ -476,13 +561,49 @@ ts_status ts_gguf_write_tensor_data(ts_gguf_writer *w, const void *data, uint64_
     ts_status st = put(w, data, (size_t)nbytes, err);
     if (st != TS_OK)
         return fail_writing(w, st);
+    if (w->sums) {
+        if (w->cur_written == 0)
+            XXH3_64bits_reset(w->xxh);
+        XXH3_64bits_update(w->xxh, data, (size_t)nbytes);
+    }
     w->cur_written += nbytes;
     if (w->cur_written == t->nbytes) {
+        if (w->sums)
+            w->sums[w->cur] = XXH3_64bits_digest(w->xxh);
         if ((st = put_pad(w, err)) != TS_OK)
             return fail_writing(w, st);
         w->cur++;
         w->cur_written = 0;
         skip_empty(w);
+    }
+    return TS_OK;
+}
+
+/* Overwrites the zeros reserved in the header with the checksums, in place
+ * in the temp file (still unrenamed, so no reader ever sees the zeros). */
+static ts_status patch_checksums(ts_gguf_writer *w, ts_err *err)
+{
+    if (!w->sums)
+        return TS_OK;
+    if (fflush(w->f.fp) != 0)
+        return ts_fail(err, TS_ERR_IO, "%s: flush failed: %s", w->f.path, strerror(errno));
+    int fd = fileno(w->f.fp);
+    uint8_t buf[4096];
+    uint64_t i = 0;
+    while (i < w->n_t) {
+        size_t n = 0;
+        for (; i < w->n_t && n < sizeof buf; i++, n += 8)
+            ts_gguf_encode_scalar(TS_GGUF_UINT64, &w->sums[i], buf + n);
+        off_t at = (off_t)(w->sums_offset + (i * 8 - n));
+        for (size_t done = 0; done < n;) {
+            ssize_t k = pwrite(fd, buf + done, n - done, at + (off_t)done);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k <= 0)
+                return ts_fail(err, TS_ERR_IO, "%s: writing the tensor checksums at offset %llu failed: %s",
+                               w->f.path, (unsigned long long)at, k < 0 ? strerror(errno) : "no progress");
+            done += (size_t)k;
+        }
     }
     return TS_OK;
 }
@@ -498,7 +619,10 @@ ts_status ts_gguf_writer_finish(ts_gguf_writer *w, ts_err *err)
                 (unsigned long long)w->cur_written, (unsigned long long)t->nbytes);
         return fail_writing(w, TS_ERR_ARG);
     }
-    ts_status st = ts_atomic_commit(&w->f, err); /* a failed commit removes the temp file */
+    ts_status st = patch_checksums(w, err);
+    if (st != TS_OK)
+        return fail_writing(w, st);
+    st = ts_atomic_commit(&w->f, err); /* a failed commit removes the temp file */
     w->state = st == TS_OK ? W_DONE : W_FAILED;
     return st;
 }

@@ -236,6 +236,8 @@ static ts_status quantize_gguf(qctx *q, ts_err *err)
         ts_gguf_writer *w = NULL;
         st = ts_gguf_writer_new(&w, err);
         if (st == TS_OK)
+            ts_gguf_writer_enable_checksums(w, true); /* verify re-checks them */
+        if (st == TS_OK)
             st = write_gguf(q, g, w, err);
         ts_gguf_writer_free(w); /* removes the temp file unless finished */
     }
