@@ -13,6 +13,12 @@ typedef enum {
     TS_XF_NONE = 0,
     TS_XF_PERMUTE_Q, /* Llama: HF rotate-half rows -> ggml interleaved RoPE rows, n_head groups */
     TS_XF_PERMUTE_K, /* same with n_head_kv groups */
+    /* deepseek2 MLA: kv_b_proj [n_head * (nope + v), kv_lora] split per head
+     * into attn_k_b (the nope rows, transposed: ne {nope, kv_lora, n_head})
+     * and attn_v_b (the v rows: ne {kv_lora, v, n_head}); convert/xform.c.
+     * Two rules with the same hf pattern feed both from one source. */
+    TS_XF_MLA_K_B,
+    TS_XF_MLA_V_B,
 } ts_xform;
 
 /* HF tensor name pattern -> GGUF name pattern. In hf, "{L}" matches a layer
@@ -32,6 +38,7 @@ typedef struct {
     double rope_theta, norm_eps;
     bool tied_embeddings;
     bool head_dim_in_config;
+    int64_t qk_nope_dim; /* MLA (deepseek2): key rows per head of kv_b_proj without RoPE; set by set_params */
 } ts_hparams;
 
 /* A tensor convert generates itself (e.g. Llama 3 rope_freqs), always F32. */
@@ -43,6 +50,37 @@ typedef struct {
 } ts_gen_tensor;
 
 typedef struct ts_conv ts_conv;
+struct ts_checkpoint;
+struct ts_custom_tensor;
+
+/* Produces output row r (0 .. ne[1]*ne[2]*ne[3]-1) of a custom tensor from the
+ * mapped bytes of its sources (src[i] belongs to t->src[i]). Either writes the
+ * row in `type` to dst and returns true, or writes ne[0] floats to f32 and
+ * returns false (convert then converts them to `type`, which a plan hook such
+ * as quantize may have changed). */
+typedef bool (*ts_custom_row_fn)(const struct ts_custom_tensor *t, const void *const *src, int64_t r, ts_dtype type,
+                                 void *dst, float *f32);
+
+/* An output tensor an architecture assembles itself where a name rule cannot:
+ * from several checkpoint tensors, or from part of one (gpt-oss: MXFP4 blocks
+ * + scales repacked, gate/up halves of interleaved rows). */
+typedef struct ts_custom_tensor {
+    char name[TS_MAX_NAME];
+    ts_dtype type; /* output type */
+    int n_dims;
+    int64_t ne[TS_MAX_DIMS];
+    int64_t layer; /* for the tensor order; -1 = not in a layer */
+    size_t n_src;
+    const ts_tensor *src[4];
+    ts_custom_row_fn row;
+    int64_t arg; /* the row function's own parameter */
+} ts_custom_tensor;
+
+/* Fills *out (heap array, owned by the plan even on failure) with an
+ * architecture's custom tensors; target as for ts_plan_build. Their sources must also match a rule
+ * with gguf == NULL, so that the plan's rule pass skips them. */
+typedef ts_status (*ts_custom_plan_fn)(const ts_conv *c, const struct ts_checkpoint *ckpt, ts_dtype target,
+                                       ts_custom_tensor **out, size_t *n_out, ts_err *err);
 
 typedef struct ts_arch {
     const char *hf_name;   /* config.json "architectures"[0] */
@@ -60,6 +98,11 @@ struct ts_conv {
     ts_hparams hp;
     size_t n_gen;
     ts_gen_tensor gen[4];
+    /* set_params may set: drop every model.layers.N.* with N >= n_layer
+     * (DeepSeek's MTP layers, which llama.cpp's converter skips). */
+    bool drop_extra_layers;
+    /* set_params may set: the architecture's custom tensors (arch.h ts_custom_tensor). */
+    ts_custom_plan_fn custom_tensors;
 };
 
 const ts_arch *ts_arch_find(const char *hf_name);

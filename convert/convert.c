@@ -3,8 +3,10 @@
 #include "convert.h"
 #include "arch.h"
 #include "arch_meta.h"
+#include "fp8.h"
 #include "plan.h"
 #include "tokenizer.h"
+#include "xform.h"
 #include "core/mapped_file.h"
 #include "core/progress.h"
 #include "core/threads.h"
@@ -87,9 +89,19 @@ static ts_status convert_row(void *ctx, int64_t i, int thread)
         f32_to_out(o->type, o->gen->data + r * job->row_len, dst, job->row_len, NULL);
         return TS_OK;
     }
+    if (o->custom) {
+        if (!o->custom->row(o->custom, o->src_data, r, o->type, dst, f))
+            f32_to_out(o->type, f, dst, job->row_len, o->imatrix ? o->imatrix + (r / o->ne[1]) * job->row_len : NULL);
+        return TS_OK;
+    }
     int64_t e = r / job->rows_per_src, sr = r % job->rows_per_src;
-    if (o->xform != TS_XF_NONE)
+    if (o->xform == TS_XF_PERMUTE_Q || o->xform == TS_XF_PERMUTE_K)
         sr = permuted_row(sr, job->rows_per_src, o->xform_groups);
+    if (ts_xform_custom(o)) { /* FP8 block scales, MLA split: convert/xform.c */
+        ts_xform_row(o, (size_t)e, sr, job->row_len, f, job->raw[thread]);
+        f32_to_out(o->type, f, dst, job->row_len, o->imatrix ? o->imatrix + e * job->row_len : NULL);
+        return TS_OK;
+    }
     const ts_tensor *s = o->src[e];
     uint32_t esize = ts_dtype_get(s->dtype)->block_bytes;
     uint64_t src_row_bytes = (uint64_t)job->row_len * esize;
@@ -142,7 +154,7 @@ static ts_status stream_tensor(ts_out_tensor *o, ts_gguf_writer *w, const ts_che
     }
     chunk_job job = {.o = o, .row_len = row_len, .rows_per_src = n_rows / (int64_t)o->n_src,
                      .out_row_bytes = out_row_bytes};
-    ts_status st = TS_OK;
+    ts_status st = ts_fp8_acquire(o, ckpt, err);
     job.out = malloc((size_t)(out_row_bytes * (uint64_t)(chunk_rows ? chunk_rows : 1)));
     job.f32 = calloc((size_t)n_threads, sizeof *job.f32);
     job.raw = calloc((size_t)n_threads, sizeof *job.raw);
@@ -177,6 +189,7 @@ static ts_status stream_tensor(ts_out_tensor *o, ts_gguf_writer *w, const ts_che
     for (size_t e = 0; e < o->n_src && o->src; e++)
         if (o->src[e])
             ts_checkpoint_release(ckpt, o->src[e]);
+    ts_fp8_release(o, ckpt);
     return st;
 }
 
@@ -209,6 +222,13 @@ static uint32_t file_type_of(const ts_plan *plan, ts_dtype target, const char **
         }
         t = by_type[2] >= by_type[1] && by_type[2] >= by_type[0] ? TS_BF16 : by_type[1] >= by_type[0] ? TS_F16 : TS_F32;
     }
+    /* Experts kept in MXFP4 (gpt-oss): llama.cpp's converter then says MOSTLY_MXFP4_MOE (38) unless a
+     * quantized --outtype was asked for. */
+    for (size_t i = 0; i < plan->n && t != TS_Q8_0; i++)
+        if (plan->t[i].type == TS_MXFP4) {
+            *name = "mxfp4_moe";
+            return 38;
+        }
     switch (t) {
     case TS_F32: *name = "f32"; return 0;
     case TS_F16: *name = "f16"; return 1;
@@ -310,7 +330,8 @@ static ts_status run_plan_hook(const ts_convert_opts *o, const ts_conv *conv, co
         else if (!ts_dtype_row_bytes(ts[i].type, (uint64_t)t->ne[0], &row))
             st = ts_fail(err, TS_ERR_ARG, "%s: rows of %lld do not fit type %s", t->name, (long long)t->ne[0],
                          ts_dtype_name(ts[i].type));
-        else if (!o->dry_run && !plain && !ts_quant_type_get(ts[i].type))
+        else if (!o->dry_run && !plain && !ts_quant_type_get(ts[i].type) &&
+                 !(t->custom && ts[i].type == t->type)) /* e.g. MXFP4 experts copied as they are */
             st = ts_fail(err, TS_ERR_UNSUPPORTED, "%s: type %s not implemented", t->name, ts_dtype_name(ts[i].type));
         t->type = ts[i].type;
         t->imatrix = ts[i].imatrix;
@@ -415,7 +436,8 @@ static ts_status run(convert_state *s, const ts_convert_opts *o, ts_convert_stat
             char shape[96];
             fprintf(stderr, "%-40s %-6s %s <- %s%s\n", t->name, ts_dtype_name(t->type),
                     ts_shape_str(t->n_dims, t->ne, shape, sizeof shape),
-                    t->gen ? "(generated)" : t->src[0]->name, t->n_src > 1 ? " (+ experts stacked)" : "");
+                    t->gen ? "(generated)" : t->src[0]->name,
+                    t->custom ? " (+ assembled by the architecture)" : t->n_src > 1 ? " (+ experts stacked)" : "");
         }
         for (size_t e = 0; e < t->n_src && !t->gen; e++)
             stats->bytes_in += t->src[e]->nbytes;

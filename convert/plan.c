@@ -1,5 +1,7 @@
 /* Builds the output tensor plan from an architecture's name rules. */
 #include "plan.h"
+#include "fp8.h"
+#include "xform.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +44,16 @@ bool ts_name_match(const char *pattern, const char *name, int64_t *layer, int64_
     return *n == 0;
 }
 
+/* model.layers.N.* with N >= n_layer. */
+static bool extra_layer(const char *name, int64_t n_layer)
+{
+    int64_t layer;
+    if (strncmp(name, "model.layers.", 13) != 0)
+        return false;
+    const char *p = name + 13;
+    return parse_index(&p, &layer) && *p == '.' && layer >= n_layer;
+}
+
 static void format_name(const char *pattern, int64_t layer, char *out, size_t n)
 {
     size_t o = 0;
@@ -63,7 +75,8 @@ static ts_dtype out_type(const char *name, int n_dims, int64_t ne0, ts_dtype src
 {
     size_t len = strlen(name);
     bool is_norm = len > 12 && !strcmp(name + len - 12, "_norm.weight");
-    if (n_dims <= 1 || is_norm || strstr(name, "ffn_gate_inp") || strstr(name, "rope_freqs"))
+    bool is_bias = len > 5 && !strcmp(name + len - 5, ".bias"); /* 2-D too (gpt-oss expert biases), as llama.cpp */
+    if (n_dims <= 1 || is_norm || is_bias || strstr(name, "ffn_gate_inp") || strstr(name, "rope_freqs"))
         return TS_F32;
     ts_dtype t = target;
     if (t == TS_DTYPE_INVALID) /* auto */
@@ -142,6 +155,11 @@ static ts_status add_source(const ts_conv *c, ts_plan *plan, const ts_tensor *t,
             o->ne[2] = hp->n_expert;
         }
         o->xform = rule->xform;
+        if (rule->xform == TS_XF_MLA_K_B || rule->xform == TS_XF_MLA_V_B) {
+            ts_status ms = ts_xform_mla_shape(hp, t, rule->xform, o, err);
+            if (ms != TS_OK)
+                return ms;
+        }
         o->xform_groups = rule->xform == TS_XF_PERMUTE_Q ? hp->n_head : rule->xform == TS_XF_PERMUTE_K ? hp->n_head_kv : 0;
         o->type = out_type(name, o->n_dims, o->ne[0], t->dtype, target);
         bool top = layer < 0;
@@ -174,7 +192,7 @@ static ts_status check_plan(const ts_conv *c, ts_plan *plan, ts_err *err)
             if (!o->gen && !o->src[e])
                 return ts_fail(err, TS_ERR_FORMAT, "%s: expert %zu of %zu is missing from the checkpoint", o->name, e,
                                o->n_src);
-        if (o->xform != TS_XF_NONE) {
+        if (o->xform == TS_XF_PERMUTE_Q || o->xform == TS_XF_PERMUTE_K) {
             int64_t rows = o->n_dims == 1 ? o->ne[0] : o->ne[1];
             if (o->xform_groups <= 0 || rows % (o->xform_groups * 2) != 0)
                 return ts_fail(err, TS_ERR_FORMAT, "%s: %lld rows cannot be split into %lld heads of even size",
@@ -193,13 +211,54 @@ static ts_status check_plan(const ts_conv *c, ts_plan *plan, ts_err *err)
     return TS_OK;
 }
 
+/* The architecture's custom tensors (arch.h ts_custom_tensor) become outputs
+ * whose rows its row function makes; they sort after the rule-made tensors of
+ * their layer. */
+static ts_status add_custom(const ts_conv *c, const ts_checkpoint *ckpt, ts_dtype target, ts_plan *plan, ts_err *err)
+{
+    if (!c->custom_tensors)
+        return TS_OK;
+    ts_status st = c->custom_tensors(c, ckpt, target, &plan->custom, &plan->n_custom, err);
+    for (size_t k = 0; k < plan->n_custom && st == TS_OK; k++) {
+        const ts_custom_tensor *ct = &plan->custom[k];
+        if (find_out(plan, ct->name))
+            return ts_fail(err, TS_ERR_FORMAT, "%s: made twice (a rule and the %s converter)", ct->name,
+                           c->arch->hf_name);
+        ts_out_tensor *grown = realloc(plan->t, (plan->n + 1) * sizeof *plan->t);
+        if (!grown)
+            return ts_fail(err, TS_ERR_NOMEM, "out of memory");
+        plan->t = grown;
+        ts_out_tensor *o = &plan->t[plan->n++];
+        memset(o, 0, sizeof *o);
+        snprintf(o->name, sizeof o->name, "%s", ct->name);
+        o->type = ct->type;
+        o->n_dims = ct->n_dims;
+        memcpy(o->ne, ct->ne, sizeof o->ne);
+        o->custom = ct;
+        o->n_src = ct->n_src;
+        o->src = calloc(ct->n_src, sizeof *o->src);
+        o->src_data = calloc(ct->n_src, sizeof *o->src_data);
+        if (!o->src || !o->src_data)
+            return ts_fail(err, TS_ERR_NOMEM, "out of memory");
+        memcpy(o->src, ct->src, ct->n_src * sizeof *o->src);
+        o->sort_group = ct->layer < 0 ? 2 : 1;
+        o->sort_layer = (int)ct->layer;
+        o->sort_rule = 1000 + (int)k;
+    }
+    return st;
+}
+
 ts_status ts_plan_build(const ts_conv *c, const ts_checkpoint *ckpt, ts_dtype target, ts_plan *plan, ts_err *err)
 {
     memset(plan, 0, sizeof *plan);
-    ts_status st = TS_OK;
+    ts_fp8_config fp8;
+    ts_status st = ts_fp8_read_config(&c->hf->config, &fp8, err);
     size_t n = ts_checkpoint_n_tensors(ckpt);
     for (size_t i = 0; i < n && st == TS_OK; i++) {
         const ts_tensor *t = ts_checkpoint_tensor(ckpt, i);
+        /* FP8 scales are paired with their weights below; MTP layers are dropped as llama.cpp does */
+        if (ts_fp8_side_tensor(&fp8, t->name) || (c->drop_extra_layers && extra_layer(t->name, c->hp.n_layer)))
+            continue;
         const ts_name_rule *rule = NULL;
         int rule_index = 0;
         int64_t layer = -1, expert = -1;
@@ -219,6 +278,11 @@ ts_status ts_plan_build(const ts_conv *c, const ts_checkpoint *ckpt, ts_dtype ta
         if (c->hp.tied_embeddings && !strcmp(rule->gguf, "output.weight"))
             continue;
         st = add_source(c, plan, t, rule, rule_index, layer, expert, target, err);
+        /* One source, several outputs (MLA kv_b -> attn_k_b, attn_v_b): later rules with the same pattern. */
+        int k = rule_index + 1;
+        for (const ts_name_rule *r = rule + 1; r->hf && st == TS_OK; r++, k++)
+            if (r->gguf && !strcmp(r->hf, rule->hf))
+                st = add_source(c, plan, t, r, k, layer, expert, target, err);
     }
     for (size_t g = 0; g < c->n_gen && st == TS_OK; g++) {
         ts_out_tensor *grown = realloc(plan->t, (plan->n + 1) * sizeof *plan->t);
@@ -239,6 +303,10 @@ ts_status ts_plan_build(const ts_conv *c, const ts_checkpoint *ckpt, ts_dtype ta
         o->sort_layer = -1;
     }
     if (st == TS_OK)
+        st = add_custom(c, ckpt, target, plan, err);
+    if (st == TS_OK)
+        st = ts_fp8_pair(&fp8, c, ckpt, plan, err);
+    if (st == TS_OK)
         st = check_plan(c, plan, err);
     if (st != TS_OK) {
         ts_plan_free(plan);
@@ -253,7 +321,10 @@ void ts_plan_free(ts_plan *plan)
     for (size_t i = 0; i < plan->n; i++) {
         free(plan->t[i].src);
         free(plan->t[i].src_data);
+        free(plan->t[i].scale);
+        free(plan->t[i].scale_data);
     }
     free(plan->t);
+    free(plan->custom);
     memset(plan, 0, sizeof *plan);
 }

@@ -5,6 +5,8 @@
 #include <string.h>
 
 extern const ts_arch ts_arch_llama, ts_arch_mistral, ts_arch_qwen2, ts_arch_qwen3, ts_arch_qwen3moe;
+extern const ts_arch ts_arch_mixtral, ts_arch_glm4moe, ts_arch_gptoss;
+extern const ts_arch ts_arch_deepseek3;
 
 static const ts_arch *const registry[] = {
     &ts_arch_llama,
@@ -12,6 +14,10 @@ static const ts_arch *const registry[] = {
     &ts_arch_qwen2,
     &ts_arch_qwen3,
     &ts_arch_qwen3moe,
+    &ts_arch_mixtral,
+    &ts_arch_glm4moe,
+    &ts_arch_gptoss,
+    &ts_arch_deepseek3, /* arch_deepseek.c */
 };
 
 #define N_ARCH (sizeof registry / sizeof registry[0])

@@ -319,10 +319,16 @@ static ts_status read_vocab(const ts_tok_files *f, int64_t rows, ts_tok_vocab *v
         return st;
     }
     free(model_path);
-    if (!f->tokenizer)
-        return ts_fail(err, TS_ERR_UNSUPPORTED,
-                       "%s: no tokenizer.model or tokenizer.json; expected one of them (vocab.json + "
-                       "merges.txt alone is not supported)", f->dir);
+    if (!f->tokenizer) { /* Kimi K2 ships only tiktoken.model */
+        char *tt = ts_path_join(f->dir, "tiktoken.model");
+        ts_status st = !tt ? ts_fail(err, TS_ERR_NOMEM, "tokenizer: out of memory")
+                     : ts_file_exists(tt) ? ts_tok_read_tiktoken(f, tt, rows, v, err)
+                     : ts_fail(err, TS_ERR_UNSUPPORTED, "%s: no tokenizer.model or tokenizer.json (nor Kimi's "
+                               "tiktoken.model); expected one of them (vocab.json + merges.txt alone is not "
+                               "supported)", f->dir);
+        free(tt);
+        return st;
+    }
     const json_t *model = json_object_get(f->tokenizer, "model");
     const char *type = ts_tok_json_str(model, "type");
     if (!type)

@@ -96,6 +96,9 @@ ts_status ts_tok_read_spm(const ts_tok_files *f, const char *model_path, int64_t
                           ts_err *err);
 ts_status ts_tok_read_bpe(const ts_tok_files *f, int64_t rows, ts_tok_vocab *v, ts_err *err);
 ts_status ts_tok_read_bpe_spm(const ts_tok_files *f, int64_t rows, ts_tok_vocab *v, ts_err *err);
+/* tokenizer_tiktoken.c: Kimi K2's tiktoken.model (no tokenizer.json). */
+ts_status ts_tok_read_tiktoken(const ts_tok_files *f, const char *model_path, int64_t rows, ts_tok_vocab *v,
+                               ts_err *err);
 /* tokenizer_added.c: added tokens from added_tokens.json, tokenizer.json and
  * tokenizer_config.json (added_tokens_decoder) onto a SentencePiece-style vocabulary,
  * as llama.cpp's converter does; max_id sizes the vocabulary first (-1: none). */
