@@ -24,7 +24,7 @@ bool ts_quant_type_writable(ts_dtype t)
     case TS_F32: case TS_F16: case TS_BF16: case TS_Q8_0:
     case TS_Q4_0: case TS_Q4_1: case TS_Q5_0: case TS_Q5_1:
     case TS_Q2_K: case TS_Q3_K: case TS_Q4_K: case TS_Q5_K: case TS_Q6_K:
-    case TS_IQ4_NL: case TS_IQ4_XS:
+    case TS_IQ4_NL: case TS_IQ4_XS: case TS_MXFP4:
         return true;
     default:
         return false;
@@ -37,7 +37,7 @@ ts_status ts_quant_parse_type(const char *what, const char *name, ts_dtype *out,
     if (t == TS_DTYPE_INVALID || !ts_quant_type_writable(t))
         return ts_fail(err, TS_ERR_ARG,
                        "%s %s: expected one of f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, q3_K, q4_K, q5_K, "
-                       "q6_K, iq4_nl, iq4_xs%s",
+                       "q6_K, iq4_nl, iq4_xs, mxfp4%s",
                        what, name, t == TS_DTYPE_INVALID ? "" : " (tessera quantize does not write that type)");
     *out = t;
     return TS_OK;

@@ -147,6 +147,16 @@ static ts_status fallback(plan_state *s, ts_qplan_tensor *t, ts_dtype type, ts_d
     return TS_OK;
 }
 
+/* MXFP4 input is what the release shipped (gpt-oss experts, repacked bit for
+ * bit): requantizing it to the mix's type would only lose precision, so it is
+ * kept unless --allow-requantize or a --tensor-type rule asks otherwise.
+ * llama.cpp's --dry-run lists the mix's type here, and its real run refuses
+ * the file without --allow-requantize; with it, Tessera follows llama.cpp. */
+static bool keep_mxfp4(const plan_state *s, const ts_qplan_tensor *t)
+{
+    return t->src_type == TS_MXFP4 && !t->overridden && !s->o->allow_requantize;
+}
+
 /* llama.cpp's llama_tensor_get_type for a tensor it may quantize. */
 static ts_status tensor_type(plan_state *s, ts_qplan_tensor *t, ts_dtype *out, ts_err *err)
 {
@@ -168,15 +178,22 @@ static ts_status tensor_type(plan_state *s, ts_qplan_tensor *t, ts_dtype *out, t
         return TS_OK;
     }
     *out = s->ftype->default_type;
-    if (!is_quantized(*out))
+    if (!is_quantized(*out)) {
+        if (keep_mxfp4(s, t))
+            *out = TS_MXFP4;
         return TS_OK;
+    }
     ts_status st = TS_OK;
     if (ts_qoverrides_match(o->overrides, t->name, &type))
         t->overridden = true;
     else if (o->pure)
         type = s->ftype->default_type;
     else
-        st = mix_type(s, t, cat, &type, err);
+        st = mix_type(s, t, cat, &type, err); /* also for a kept tensor: it advances the counters */
+    if (st == TS_OK && keep_mxfp4(s, t)) {
+        *out = TS_MXFP4;
+        return TS_OK;
+    }
     return st != TS_OK ? st : fallback(s, t, type, out, err);
 }
 
@@ -237,7 +254,8 @@ static ts_status check_tensor(const ts_qplan_opts *o, ts_qplan *plan, ts_qplan_t
 {
     if (t->type == t->src_type)
         return TS_OK;
-    if (is_quantized(t->src_type) && !o->allow_requantize)
+    /* a --tensor-type rule that names an MXFP4 tensor is the one way to requantize it without --allow-requantize */
+    if (is_quantized(t->src_type) && !o->allow_requantize && !(t->src_type == TS_MXFP4 && t->overridden))
         return ts_fail(err, TS_ERR_ARG, "tensor %s is already quantized (%s); requantizing loses quality, "
                        "pass --allow-requantize to do it anyway", t->name, ts_dtype_name(t->src_type));
     if (t->src_type != TS_F32 && t->src_type != TS_F16 && t->src_type != TS_BF16 && !ts_quant_type_writable(t->src_type))

@@ -36,7 +36,7 @@ void ts_qoverrides_free(ts_qoverrides *ov);
 bool ts_qoverrides_match(const ts_qoverrides *ov, const char *name, ts_dtype *type);
 
 /* Types tessera quantize may be asked to write (with --tensor-type and the
- * like): F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K, IQ4_NL, IQ4_XS. */
+ * like): F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K, IQ4_NL, IQ4_XS, MXFP4. */
 bool ts_quant_type_writable(ts_dtype t);
 /* A ggml type name (case-insensitive) that is writable; what names the option in the error. */
 ts_status ts_quant_parse_type(const char *what, const char *name, ts_dtype *out, ts_err *err);
@@ -46,7 +46,10 @@ typedef struct {
     ts_dtype output_tensor_type;   /* TS_DTYPE_INVALID: the mix decides */
     ts_dtype token_embedding_type; /* TS_DTYPE_INVALID: the mix decides */
     bool pure;                     /* every quantizable tensor gets the ftype's default type */
-    bool allow_requantize;         /* quantized input tensors may be converted */
+    /* Quantized input tensors may be converted. Without it, MXFP4 input
+     * tensors (gpt-oss experts) keep their type unless a --tensor-type rule
+     * names them, and any other quantized input is refused. */
+    bool allow_requantize;
     const ts_qoverrides *overrides;
     const ts_imatrix *imatrix;
     bool dry_run;                  /* a missing imatrix is noted (needs_imatrix), not an error */

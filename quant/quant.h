@@ -30,5 +30,6 @@ const ts_quant_type *ts_quant_type_get(ts_dtype t);
 extern const ts_quant_type ts_quant_types_plain[];  /* quant/types.c: f32, f16, bf16, q8_0 */
 extern const ts_quant_type ts_quant_types_legacy[]; /* quant/types_legacy.c: q4_0 q4_1 q5_0 q5_1 iq4_nl iq4_xs */
 extern const ts_quant_type ts_quant_types_k[];      /* quant/types_k.c: q2_K q3_K q4_K q5_K q6_K */
+extern const ts_quant_type ts_quant_types_mxfp4[];  /* quant/types_mxfp4.c: mxfp4 */
 
 #endif

@@ -258,6 +258,13 @@ static ts_status plan_hook(void *ctx, const ts_convert_model *cm, ts_convert_ten
     const ts_tensor **ptrs = calloc(n ? n : 1, sizeof *ptrs);
     ts_status st = ts && ptrs ? TS_OK : ts_fail(err, TS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n && st == TS_OK; i++) {
+        /* llama.cpp counts ffn layers out of block_count, which includes NextN / MTP layers
+         * (DeepSeek-V3, GLM-4.5) that a config's num_hidden_layers leaves out */
+        int layer;
+        if (sscanf(ct[i].name, "blk.%d.", &layer) == 1 && layer >= m.n_layer && layer < 100000) {
+            m.n_layer_nextn += layer + 1 - m.n_layer;
+            m.n_layer = layer + 1;
+        }
         snprintf(ts[i].name, sizeof ts[i].name, "%s", ct[i].name);
         ts[i].dtype = ct[i].type;
         ts[i].n_dims = ct[i].n_dims;

@@ -53,7 +53,8 @@ const ts_quant_type ts_quant_types_plain[] = {
 
 const ts_quant_type *ts_quant_type_get(ts_dtype t)
 {
-    const ts_quant_type *tables[] = {ts_quant_types_plain, ts_quant_types_legacy, ts_quant_types_k};
+    const ts_quant_type *tables[] = {ts_quant_types_plain, ts_quant_types_legacy, ts_quant_types_k,
+                                     ts_quant_types_mxfp4};
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
         for (const ts_quant_type *q = tables[i]; q->quantize_rows; q++)
             if (q->type == t)
