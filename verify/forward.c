@@ -72,13 +72,14 @@ static void rope_cache(const ts_config *c, const float *freq_factors, int64_t n,
  * row t at position t % n (sequences of n tokens one after the other).
  * Llama rotates adjacent pairs (ggml's "normal" mode; convert permuted Q/K
  * for it), Qwen pairs i and i + n_rot/2 (NeoX). */
-static void rope(const ts_config *c, const float *cs, float *x, int64_t rows, int64_t ld, int64_t n_heads, int64_t n)
+void ts_fw_rope(const ts_config *c, const float *cs, float *x, int64_t rows, int64_t ld, int64_t n_heads,
+                int64_t head_stride, int64_t n)
 {
     const int64_t half = c->n_rot / 2;
     for (int64_t t = 0; t < rows; t++) {
         const float *pcs = cs + (t % n) * c->n_rot;
         for (int64_t h = 0; h < n_heads; h++) {
-            float *v = x + t * ld + h * c->head_dim;
+            float *v = x + t * ld + h * head_stride;
             for (int64_t i = 0; i < half; i++) {
                 const float cos_t = pcs[2 * i], sin_t = pcs[2 * i + 1];
                 float *a = c->rope_neox ? v + i : v + 2 * i;
@@ -89,6 +90,11 @@ static void rope(const ts_config *c, const float *cs, float *x, int64_t rows, in
             }
         }
     }
+}
+
+static void rope(const ts_config *c, const float *cs, float *x, int64_t rows, int64_t ld, int64_t n_heads, int64_t n)
+{
+    ts_fw_rope(c, cs, x, rows, ld, n_heads, c->head_dim, n);
 }
 
 static void add_bias(float *y, const float *b, int64_t rows, int64_t n)
@@ -195,18 +201,11 @@ static ts_status moe_ffn(ts_model *m, const ts_layer_weights *l, int64_t rows, t
 {
     const ts_config *c = &m->c;
     ts_run_state *s = &m->s;
-    const int64_t ne = c->n_expert, ku = c->n_expert_used, nf = c->n_ff_exp, nd = c->n_embd;
+    const int64_t ne = c->n_expert, ku = c->n_expert_used;
     ts_mm_job router = {&l->gate_inp, 0, s->xb, rows, s->router};
     ts_status st = ts_mm_run(m, &router, 1, err);
     if (st)
         return st;
-    int64_t *count = calloc((size_t)ne + 1, sizeof *count);
-    ts_mm_job *jobs = malloc((size_t)(2 * ne) * sizeof *jobs);
-    if (!count || !jobs) {
-        free(count);
-        free(jobs);
-        return ts_fail(err, TS_ERR_NOMEM, "out of memory");
-    }
     for (int64_t t = 0; t < rows; t++) {
         float *p = s->router + t * ne;
         float max = -INFINITY;
@@ -233,7 +232,6 @@ static ts_status moe_ffn(ts_model *m, const ts_layer_weights *l, int64_t rows, t
             sel[k] = best;
             w[k] = p[best];
             wsum += w[k];
-            count[best + 1]++;
         }
         wsum = fmaxf(wsum, 6.103515625e-5f); /* llama.cpp's clamp against division by zero */
         for (int64_t k = 0; k < ku; k++) {
@@ -242,6 +240,24 @@ static ts_status moe_ffn(ts_model *m, const ts_layer_weights *l, int64_t rows, t
                 w[k] *= c->expert_weights_scale;
         }
     }
+    return ts_fw_moe_experts(m, l, rows, err);
+}
+
+ts_status ts_fw_moe_experts(ts_model *m, const ts_layer_weights *l, int64_t rows, ts_err *err)
+{
+    const ts_config *c = &m->c;
+    ts_run_state *s = &m->s;
+    const int64_t ne = c->n_expert, ku = c->n_expert_used, nf = c->n_ff_exp, nd = c->n_embd;
+    ts_status st;
+    int64_t *count = calloc((size_t)ne + 1, sizeof *count);
+    ts_mm_job *jobs = malloc((size_t)(2 * ne) * sizeof *jobs);
+    if (!count || !jobs) {
+        free(count);
+        free(jobs);
+        return ts_fail(err, TS_ERR_NOMEM, "out of memory");
+    }
+    for (int64_t i = 0; i < rows * ku; i++)
+        count[s->sel[i] + 1]++;
     /* Counting sort of (token, slot) by expert: count[e] becomes expert e's first row. */
     for (int64_t e = 0; e < ne; e++)
         count[e + 1] += count[e];
@@ -303,7 +319,8 @@ static ts_status ffn_block(ts_model *m, const ts_layer_weights *l, int64_t rows,
     const ts_config *c = &m->c;
     ts_run_state *s = &m->s;
     rmsnorm_rows(s->xb, s->x, l->ffn_norm, rows, c->n_embd, c->norm_eps);
-    ts_status st = l->moe ? moe_ffn(m, l, rows, err) : dense_ffn(m, l, rows, err);
+    ts_status st = !l->moe ? dense_ffn(m, l, rows, err) : c->moe2 ? ts_moe2_ffn(m, l, rows, err)
+                                                                   : moe_ffn(m, l, rows, err);
     if (st)
         return st;
     for (int64_t i = 0; i < rows * c->n_embd; i++)
@@ -339,7 +356,9 @@ ts_status ts_model_eval_seqs(ts_model *m, const int32_t *ids, int64_t n_seq, int
          * (llama.cpp's inp_out_ids). */
         const int64_t r0 = il == c->n_layer - 1 ? first : 0;
         const ts_layer_weights *l = &m->w.layers[il];
-        if ((st = attention_block(m, l, n_seq, n, r0, &rows, err)) || (st = ffn_block(m, l, rows, err)))
+        st = c->arch == TS_MARCH_DEEPSEEK2 ? ts_deepseek_attention(m, l, n_seq, n, r0, &rows, err)
+                                           : attention_block(m, l, n_seq, n, r0, &rows, err);
+        if (st || (st = ffn_block(m, l, rows, err)))
             return ts_err_prefix(err, "layer %lld", (long long)il);
     }
     rmsnorm_rows(s->xn, s->x, m->w.output_norm, rows, c->n_embd, c->norm_eps);
@@ -361,4 +380,21 @@ ts_status ts_model_eval_tail(ts_model *m, const int32_t *ids, int64_t n, int64_t
 ts_status ts_model_eval(ts_model *m, const int32_t *ids, int64_t n, float *logits, ts_err *err)
 {
     return ts_model_eval_seqs(m, ids, 1, n, 0, logits, err);
+}
+
+/* ---- shared with forward_<arch>.c (model_internal.h) ---- */
+
+void ts_fw_rmsnorm_rows(float *o, const float *x, const float *w, int64_t rows, int64_t n, float eps)
+{
+    rmsnorm_rows(o, x, w, rows, n, eps);
+}
+
+void ts_fw_swiglu(float *gate, const float *up, int64_t n)
+{
+    swiglu(gate, up, n);
+}
+
+void ts_fw_round_f16(float *x, int64_t n)
+{
+    round_f16(x, n);
 }

@@ -1,5 +1,6 @@
 /* The reference forward pass: a decoder-only transformer (llama, qwen2,
- * qwen3, qwen3moe) read straight from a GGUF in any type the quant table can
+ * qwen3, qwen3moe; deepseek2 and glm4moe in forward_deepseek.c /
+ * forward_glm.c / forward_moe2.c) read straight from a GGUF in any type the quant table can
  * dequantize, evaluated a whole sequence at a time (causal, from an empty
  * cache), multithreaded. Numerics follow llama.cpp's CPU backend closely
  * enough that perplexities agree to well under 0.1% (docs/perplexity.md,

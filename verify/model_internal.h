@@ -1,4 +1,4 @@
-/* Private to verify/model_load.c, forward.c, attention.c, matmul.c: the
+/* Private to verify/model_load.c, forward*.c, attention.c, matmul.c: the
  * Config / Weights / RunState of a loaded model (llama2.c's names), and the
  * building blocks forward.c strings together. */
 #ifndef TS_MODEL_INTERNAL_H
@@ -7,7 +7,14 @@
 #include "verify/model.h"
 #include "quant/quant.h"
 
-typedef enum { TS_MARCH_LLAMA, TS_MARCH_QWEN2, TS_MARCH_QWEN3, TS_MARCH_QWEN3MOE } ts_model_arch_id;
+typedef enum {
+    TS_MARCH_LLAMA, TS_MARCH_QWEN2, TS_MARCH_QWEN3, TS_MARCH_QWEN3MOE,
+    TS_MARCH_DEEPSEEK2, /* forward_deepseek.c */
+    TS_MARCH_GLM4MOE,   /* forward_glm.c */
+} ts_model_arch_id;
+
+/* llama.cpp's expert_gating_func values (LLAMA_EXPERT_GATING_FUNC_TYPE_*). */
+enum { TS_GATING_SOFTMAX = 1, TS_GATING_SIGMOID = 2 };
 
 /* Hyperparameters, from the {arch}.* keys convert writes (docs/convert.md). */
 typedef struct {
@@ -24,6 +31,17 @@ typedef struct {
     int64_t n_rot;
     float rope_base, rope_freq_scale, rope_ext_factor, rope_attn_factor, rope_beta_fast, rope_beta_slow;
     int64_t rope_n_ctx_orig;
+    /* DeepSeek-style routed experts (forward_moe2.c; deepseek2, glm4moe):
+     * gating function, exp_probs_b selection bias, expert groups, weight
+     * normalization, shared experts. moe2 selects that path. */
+    bool moe2;
+    int expert_gating;
+    bool expert_weights_norm;
+    int64_t n_expert_shared, n_expert_groups, n_group_used, n_layer_dense_lead;
+    /* deepseek2 MLA (forward_deepseek.c): q/kv LoRA ranks and the per-head
+     * sizes of the decompressed form (head_dim / head_dim_v are the MQA
+     * sizes kv_lora + rope and kv_lora there). */
+    int64_t n_lora_q, n_lora_kv, head_dim_k_mla, head_dim_v_mla;
 } ts_config;
 
 /* One weight matrix, or a stack of n_mat expert matrices, as stored:
@@ -45,6 +63,12 @@ typedef struct {
     ts_weight ffn_gate, ffn_up, ffn_down; /* dense */
     float *ffn_gate_b, *ffn_up_b, *ffn_down_b;
     ts_weight gate_inp, gate_exps, up_exps, down_exps; /* moe: router, stacked experts */
+    float *exp_probs_b;                                /* moe2: selection bias */
+    ts_weight gate_shexp, up_shexp, down_shexp;        /* moe2: shared experts (optional) */
+    /* deepseek2 MLA: q = wq_b(q_a_norm(wq_a x)) (or wq x), kv_a_mqa x =
+     * [compressed kv | k rope part], wk_b / wv_b: per-head stacks. */
+    ts_weight wq_a, wq_b, wkv_a_mqa, wk_b, wv_b;
+    float *q_a_norm, *kv_a_norm;
 } ts_layer_weights;
 
 typedef struct {
@@ -77,6 +101,8 @@ typedef struct {
     float *panel; /* n_threads x (TS_MM_KC x TS_GEMM_NR) */
     float *attn;  /* n_threads x attention scratch (attention.c) */
     int64_t attn_per_thread;
+    float *ext;  /* architecture-specific scratch (forward_<arch>.c), grown by ts_run_state_ext */
+    int64_t ext_cap;
 } ts_run_state;
 
 struct ts_model {
@@ -124,5 +150,55 @@ int64_t ts_attention_scratch_floats(const ts_config *c, int64_t n);
 
 /* ---- model_load.c ---- */
 ts_status ts_run_state_reserve(ts_model *m, int64_t n, ts_err *err);
+/* At least n floats of s->ext (kept between evaluations). */
+ts_status ts_run_state_ext(ts_model *m, int64_t n, ts_err *err);
+/* Loaders the forward_<arch>.c files share: a 1-D f32 vector (NULL when
+ * absent and optional), a matrix [n_in, n_out] or stack [n_in, n_out,
+ * n_mat] (zeroed when absent and optional), optional {arch}.* keys (out
+ * kept when absent), a tensor by name. */
+ts_status ts_ml_vec(ts_model *m, const char *name, int64_t n, bool required, float **out, ts_err *err);
+ts_status ts_ml_weight(ts_model *m, const char *name, int64_t n_in, int64_t n_out, int64_t n_mat, bool required,
+                       ts_weight *w, ts_err *err);
+ts_status ts_ml_int(const ts_model *m, const char *suffix, bool required, int64_t min, int64_t max, int64_t *out,
+                    ts_err *err);
+ts_status ts_ml_float(const ts_model *m, const char *suffix, bool required, float *out, ts_err *err);
+bool ts_ml_has(const ts_model *m, const char *name);
+
+/* ---- forward.c: steps the forward_<arch>.c files reuse ---- */
+void ts_fw_rmsnorm_rows(float *o, const float *x, const float *w, int64_t rows, int64_t n, float eps);
+void ts_fw_swiglu(float *gate, const float *up, int64_t n);
+void ts_fw_round_f16(float *x, int64_t n);
+/* RoPE (c->rope_neox pairing, cos/sin from s->rope_cs) on n_heads slices of
+ * c->n_rot floats starting head_stride apart at x + t * ld, row t at
+ * position t % n. */
+void ts_fw_rope(const ts_config *c, const float *cs, float *x, int64_t rows, int64_t ld, int64_t n_heads,
+                int64_t head_stride, int64_t n);
+/* Runs the experts chosen in s->sel / s->sel_w (rows x n_expert_used) on
+ * s->xb: each expert's SwiGLU once over its tokens, outputs weighted and
+ * summed in slot order into s->ffn_out. Overwrites s->xb. */
+ts_status ts_fw_moe_experts(ts_model *m, const ts_layer_weights *l, int64_t rows, ts_err *err);
+
+/* ---- forward_moe2.c ---- */
+/* FFN of a moe2 layer on s->xb (rows tokens) into s->ffn_out: shared
+ * experts plus routed experts chosen by the gating function, exp_probs_b and
+ * groups, as llama.cpp's build_moe_ffn. */
+ts_status ts_moe2_ffn(ts_model *m, const ts_layer_weights *l, int64_t rows, ts_err *err);
+/* The {arch}.* routing keys. */
+ts_status ts_moe2_config(ts_model *m, ts_err *err);
+/* Layer il's router, exp_probs_b, stacked and shared experts (sets l->moe),
+ * or its dense ffn_gate / ffn_up / ffn_down. */
+ts_status ts_moe2_load_layer(ts_model *m, int64_t il, ts_layer_weights *l, bool bias_required, ts_err *err);
+ts_status ts_moe2_load_dense(ts_model *m, int64_t il, ts_layer_weights *l, ts_err *err);
+
+/* ---- forward_deepseek.c ---- */
+ts_status ts_deepseek_config(ts_model *m, ts_err *err);
+ts_status ts_deepseek_load_layer(ts_model *m, int64_t il, ts_err *err);
+/* MLA attention block, same contract as forward.c's attention_block. */
+ts_status ts_deepseek_attention(ts_model *m, const ts_layer_weights *l, int64_t n_seq, int64_t n, int64_t r0,
+                                int64_t *rows_out, ts_err *err);
+
+/* ---- forward_glm.c ---- */
+ts_status ts_glm_config(ts_model *m, ts_err *err);
+ts_status ts_glm_load_layer(ts_model *m, int64_t il, ts_err *err);
 
 #endif

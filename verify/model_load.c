@@ -1,7 +1,8 @@
 /* Config and Weights from a GGUF: the {arch}.* keys convert writes and the
  * tensors llama.cpp's loader expects for llama, qwen2, qwen3 and qwen3moe
- * (src/models/<arch>.cpp there). Every shape is checked here, so forward.c
- * can trust them. */
+ * (src/models/<arch>.cpp there); deepseek2 and glm4moe add theirs in
+ * forward_deepseek.c / forward_glm.c. Every shape is checked here, so
+ * forward.c can trust them. */
 #include "verify/model_internal.h"
 
 #include "core/threads.h"
@@ -203,14 +204,16 @@ static ts_status load_config(ts_model *m, ts_err *err)
     ts_config *c = &m->c;
     const char *arch = ts_gguf_get_str(m->g, "general.architecture");
     static const struct { const char *name; ts_model_arch_id id; } archs[] = {
-        {"llama", TS_MARCH_LLAMA}, {"qwen2", TS_MARCH_QWEN2}, {"qwen3", TS_MARCH_QWEN3}, {"qwen3moe", TS_MARCH_QWEN3MOE}};
+        {"llama", TS_MARCH_LLAMA}, {"qwen2", TS_MARCH_QWEN2}, {"qwen3", TS_MARCH_QWEN3}, {"qwen3moe", TS_MARCH_QWEN3MOE},
+        {"deepseek2", TS_MARCH_DEEPSEEK2}, {"glm4moe", TS_MARCH_GLM4MOE}};
     if (!arch)
         return ts_fail(err, TS_ERR_FORMAT, "%s: no general.architecture key", m->g->file.path);
     size_t i = 0;
     while (i < sizeof archs / sizeof archs[0] && strcmp(archs[i].name, arch))
         i++;
     if (i == sizeof archs / sizeof archs[0])
-        return ts_fail(err, TS_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (llama, qwen2, qwen3, qwen3moe)",
+        return ts_fail(err, TS_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (llama, qwen2, qwen3, qwen3moe, "
+                       "deepseek2, glm4moe)",
                        m->g->file.path, arch);
     c->arch = archs[i].id;
     c->arch_name = archs[i].name;
@@ -256,12 +259,22 @@ static ts_status load_config(ts_model *m, ts_err *err)
         return st;
     if (c->kq_scale == 0.0f)
         c->kq_scale = 1.0f / sqrtf((float)c->head_dim);
-    return rope_params(m, err);
+    if ((st = rope_params(m, err)))
+        return st;
+    if (c->arch == TS_MARCH_DEEPSEEK2)
+        return ts_deepseek_config(m, err);
+    if (c->arch == TS_MARCH_GLM4MOE)
+        return ts_glm_config(m, err);
+    return TS_OK;
 }
 
 static ts_status load_layer(ts_model *m, int64_t il, ts_err *err)
 {
     const ts_config *c = &m->c;
+    if (c->arch == TS_MARCH_DEEPSEEK2)
+        return ts_deepseek_load_layer(m, il, err);
+    if (c->arch == TS_MARCH_GLM4MOE)
+        return ts_glm_load_layer(m, il, err);
     ts_layer_weights *l = &m->w.layers[il];
     const int64_t nq = c->n_head * c->head_dim, nk = c->n_head_kv * c->head_dim, nv = c->n_head_kv * c->head_dim_v;
     const int64_t no = c->n_head * c->head_dim_v;
@@ -359,7 +372,7 @@ ts_status ts_model_load(const char *path, int n_threads, ts_model **out, ts_err 
 static void run_state_free(ts_run_state *s)
 {
     float **bufs[] = {&s->x, &s->xb, &s->q, &s->k, &s->v, &s->att, &s->hb, &s->hb2, &s->ffn_out, &s->moe_x,
-                      &s->router, &s->sel_w, &s->rope_cs, &s->xn, &s->tile, &s->panel, &s->attn};
+                      &s->router, &s->sel_w, &s->rope_cs, &s->xn, &s->tile, &s->panel, &s->attn, &s->ext};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         free(*bufs[i]);
         *bufs[i] = NULL;
@@ -371,6 +384,7 @@ static void run_state_free(ts_run_state *s)
     s->sel_row = NULL;
     s->act = NULL;
     s->act_cap = 0;
+    s->ext_cap = 0;
     s->cap = 0;
 }
 
@@ -409,6 +423,46 @@ ts_status ts_run_state_reserve(ts_model *m, int64_t n, ts_err *err)
     }
     s->cap = n;
     return TS_OK;
+}
+
+ts_status ts_run_state_ext(ts_model *m, int64_t n, ts_err *err)
+{
+    ts_run_state *s = &m->s;
+    if (n <= s->ext_cap)
+        return TS_OK;
+    free(s->ext);
+    s->ext = ts_big_alloc((size_t)n * sizeof(float));
+    s->ext_cap = s->ext ? n : 0;
+    if (!s->ext)
+        return ts_fail(err, TS_ERR_NOMEM, "out of memory for %lld floats of scratch", (long long)n);
+    return TS_OK;
+}
+
+ts_status ts_ml_vec(ts_model *m, const char *name, int64_t n, bool required, float **out, ts_err *err)
+{
+    return load_vec(m, name, n, required, out, err);
+}
+
+ts_status ts_ml_weight(ts_model *m, const char *name, int64_t n_in, int64_t n_out, int64_t n_mat, bool required,
+                       ts_weight *w, ts_err *err)
+{
+    return load_weight(m, name, n_in, n_out, n_mat, required, w, err);
+}
+
+ts_status ts_ml_int(const ts_model *m, const char *suffix, bool required, int64_t min, int64_t max, int64_t *out,
+                    ts_err *err)
+{
+    return get_int(m, suffix, required, min, max, out, err);
+}
+
+ts_status ts_ml_float(const ts_model *m, const char *suffix, bool required, float *out, ts_err *err)
+{
+    return get_float(m, suffix, required, out, err);
+}
+
+bool ts_ml_has(const ts_model *m, const char *name)
+{
+    return find(m, name) != NULL;
 }
 
 void ts_model_free(ts_model *m)
