@@ -14,4 +14,6 @@ int cmd_verify(int argc, char **argv);
 /* Prints j (indented) and a newline to stdout, then releases it. */
 void cli_print_json(json_t *j);
 bool cli_parse_threads(const char *s, int *out);
+/* An integer option value in lo..hi; prints "tessera CMD: OPT S: ..." itself. */
+bool cli_parse_count(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
 #endif

@@ -17,6 +17,19 @@ bool cli_parse_threads(const char *s, int *out)
     return true;
 }
 
+bool cli_parse_count(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || !*s || *end || v < lo || v > hi) {
+        fprintf(stderr, "tessera %s: %s %s: expected an integer in %ld..%ld\n", cmd, opt, s, lo, hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
 void cli_print_json(json_t *j)
 {
     if (!j)

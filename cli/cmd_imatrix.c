@@ -36,18 +36,6 @@ static void usage(FILE *fp)
             "  -q, --quiet          no progress\n");
 }
 
-static bool parse_count(const char *opt, const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) {
-        fprintf(stderr, "tessera imatrix: %s %s: expected an integer in %ld..%ld\n", opt, s, lo, hi);
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
 static double now_s(void)
 {
     struct timespec ts;
@@ -84,9 +72,9 @@ int cmd_imatrix(int argc, char **argv)
         switch (c) {
         case 'f': text_path = optarg; break;
         case 'o': out_path = optarg; break;
-        case 'c': if (!parse_count("-c", optarg, 16, 1 << 20, &n_ctx)) return 2; break;
-        case 'b': if (!parse_count("-b", optarg, 1, 1 << 24, &batch)) return 2; break;
-        case 'K': if (!parse_count("--chunks", optarg, 1, INT32_MAX, &chunks)) return 2; break;
+        case 'c': if (!cli_parse_count("imatrix", "-c", optarg, 16, 1 << 20, &n_ctx)) return 2; break;
+        case 'b': if (!cli_parse_count("imatrix", "-b", optarg, 1, 1 << 24, &batch)) return 2; break;
+        case 'K': if (!cli_parse_count("imatrix", "--chunks", optarg, 1, INT32_MAX, &chunks)) return 2; break;
         case 't': if (!cli_parse_threads(optarg, &threads)) return 2; break;
         case 'P': process_output = true; break;
         case 'F': kv_f32 = true; break;

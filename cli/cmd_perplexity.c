@@ -37,18 +37,6 @@ static void usage(FILE *fp)
             "  -q, --quiet          no running estimate\n");
 }
 
-static bool parse_count(const char *opt, const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) {
-        fprintf(stderr, "tessera perplexity: %s %s: expected an integer in %ld..%ld\n", opt, s, lo, hi);
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
 static void progress(void *ctx, const ts_ppl_progress *p)
 {
     (void)ctx;
@@ -129,9 +117,9 @@ int cmd_perplexity(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "f:c:b:t:qh", opts, NULL)) != -1) {
         switch (c) {
         case 'f': text_path = optarg; break;
-        case 'c': if (!parse_count("-c", optarg, 4, 1 << 20, &n_ctx)) return 2; break;
-        case 'b': if (!parse_count("-b", optarg, 1, 1 << 24, &batch)) return 2; break;
-        case 'K': if (!parse_count("--chunks", optarg, 1, INT32_MAX, &chunks)) return 2; break;
+        case 'c': if (!cli_parse_count("perplexity", "-c", optarg, 4, 1 << 20, &n_ctx)) return 2; break;
+        case 'b': if (!cli_parse_count("perplexity", "-b", optarg, 1, 1 << 24, &batch)) return 2; break;
+        case 'K': if (!cli_parse_count("perplexity", "--chunks", optarg, 1, INT32_MAX, &chunks)) return 2; break;
         case 't': if (!cli_parse_threads(optarg, &threads)) return 2; break;
         case 'S': kld_save = optarg; break;
         case 'L': kld_base = optarg; break;
