@@ -3,6 +3,7 @@
  * use thread-safe; the active table is read and replaced atomically so
  * ts_k_force_impl may run while other threads convert. */
 #include "kernels/kernel_impl.h"
+#include "kernels/quant_simd.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -116,3 +117,34 @@ void ts_k_dequantize_row_q8_0(const void *src, float *dst, int64_t n)
     if (n > 0)
         cur()->dequantize_row_q8_0(src, dst, n);
 }
+
+/* The quant kernels follow the element kernels' choice, so TS_KERNELS and
+ * ts_k_force_impl switch both. */
+const ts_kq_impl *ts_kq_active(void)
+{
+    const ts_k_impl *im = cur();
+#if defined(__x86_64__) || defined(__i386__)
+    if (im == &ts_k_impl_avx512)
+        return &ts_kq_impl_avx512;
+    if (im == &ts_k_impl_avx2)
+        return &ts_kq_impl_avx2;
+#endif
+#if defined(__aarch64__)
+    if (im == &ts_k_impl_neon)
+        return &ts_kq_impl_neon;
+#endif
+    (void)im;
+    return &ts_kq_impl_scalar;
+}
+
+/* The row kernels of the types whose scalar file has per-ISA instances. */
+#define TS_KQ_DISPATCH(t)                                                                                              \
+    void ts_k_quantize_row_##t(const float *x, void *dst, int64_t n, const float *imatrix)                           \
+    {                                                                                                                  \
+        ts_kq_active()->quantize_row_##t(x, dst, n, imatrix);                                                         \
+    }                                                                                                                  \
+    void ts_k_dequantize_row_##t(const void *src, float *dst, int64_t n)                                              \
+    {                                                                                                                  \
+        ts_kq_active()->dequantize_row_##t(src, dst, n);                                                              \
+    }
+TS_KQ_FILE_TYPES(TS_KQ_DISPATCH)

@@ -41,7 +41,7 @@ static const uint8_t cell[256] = {
 
 static inline int nl_index(float a)
 {
-    a = a < -128.f ? -128.f : a > 127.f ? 127.f : a;
+    a = !(a >= -128.f) ? -128.f : a > 127.f ? 127.f : a; /* NaN (inf * 0 from a tiny sub-block) too */
     int idx = cell[(int)(a + 128.f)];
     return idx + (a >= mid[idx]);
 }
@@ -134,7 +134,7 @@ static float get_f16(const uint8_t *p)
     return ts_k_bits_f32(ts_k_f16_bits_to_f32_bits((uint16_t)(p[0] | (p[1] << 8))));
 }
 
-void ts_k_quantize_row_iq4_nl(const float *src, void *dst, int64_t n, const float *imatrix)
+void ts_kq_scalar_quantize_row_iq4_nl(const float *src, void *dst, int64_t n, const float *imatrix)
 {
     uint8_t *out = dst;
     for (int64_t b = 0; b < n / NL; b++, out += TS_IQ4_NL_BLOCK_BYTES) {
@@ -228,7 +228,7 @@ static void quant_xs_block(const float *src, const float *imatrix, uint8_t *out)
     out[3] = (uint8_t)(sh >> 8);
 }
 
-void ts_k_quantize_row_iq4_xs(const float *src, void *dst, int64_t n, const float *imatrix)
+void ts_kq_scalar_quantize_row_iq4_xs(const float *src, void *dst, int64_t n, const float *imatrix)
 {
     uint8_t *out = dst;
     for (int64_t b = 0; b < n / TS_QK_K; b++, out += TS_IQ4_XS_BLOCK_BYTES)
@@ -239,7 +239,7 @@ static inline float mul_(int bad, float a, float b) { return bad ? ts_kq_x86_mul
 
 /* Exactly ggml's dequantize_row_iq4_nl: d * value (x86-faithful for a
  * non-finite d, see ts_kq_x86_mul). */
-void ts_k_dequantize_row_iq4_nl(const void *src, float *y, int64_t n)
+void ts_kq_scalar_dequantize_row_iq4_nl(const void *src, float *y, int64_t n)
 {
     const uint8_t *b = src;
     for (int64_t i = 0; i < n / NL; i++, b += TS_IQ4_NL_BLOCK_BYTES, y += NL) {
@@ -253,7 +253,7 @@ void ts_k_dequantize_row_iq4_nl(const void *src, float *y, int64_t n)
 }
 
 /* Exactly ggml's dequantize_row_iq4_xs: dl = d * (ls - 32), then dl * value. */
-void ts_k_dequantize_row_iq4_xs(const void *src, float *y, int64_t n)
+void ts_kq_scalar_dequantize_row_iq4_xs(const void *src, float *y, int64_t n)
 {
     const uint8_t *b = src;
     for (int64_t i = 0; i < n / TS_QK_K; i++, b += TS_IQ4_XS_BLOCK_BYTES) {

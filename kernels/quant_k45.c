@@ -8,7 +8,7 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 
-#include "kernels/quant_k_impl.h"
+#include "kernels/quant_simd.h"
 
 /* Byte offsets in a block. */
 enum { Q45_D = 0, Q45_DMIN = 2, Q45_SCALES = 4, Q4_QS = 16, Q5_QH = 16, Q5_QS = 48 };
@@ -118,16 +118,26 @@ static void dequant_q45(const uint8_t *blk, int five, float *y)
     }
 }
 
-void ts_k_dequantize_row_q4_k(const void *src, float *dst, int64_t n)
+void ts_kq_scalar_dequantize_row_q4_k(const void *src, float *dst, int64_t n)
 {
     const uint8_t *blk = src;
     for (int64_t b = 0; b < n / TS_QK_K; b++)
         dequant_q45(blk + b * TS_Q4_K_BLOCK_BYTES, 0, dst + b * TS_QK_K);
 }
 
-void ts_k_dequantize_row_q5_k(const void *src, float *dst, int64_t n)
+void ts_kq_scalar_dequantize_row_q5_k(const void *src, float *dst, int64_t n)
 {
     const uint8_t *blk = src;
     for (int64_t b = 0; b < n / TS_QK_K; b++)
         dequant_q45(blk + b * TS_Q5_K_BLOCK_BYTES, 1, dst + b * TS_QK_K);
+}
+
+void ts_k_dequantize_row_q4_k(const void *src, float *dst, int64_t n)
+{
+    ts_kq_active()->dequantize_row_q4_k(src, dst, n);
+}
+
+void ts_k_dequantize_row_q5_k(const void *src, float *dst, int64_t n)
+{
+    ts_kq_active()->dequantize_row_q5_k(src, dst, n);
 }

@@ -2,10 +2,8 @@
  *
  * Every reduction over a sub-block runs in 8 lanes (element i goes to lane
  * i % 8) and the lanes are summed in the order a 256-bit horizontal add
- * gives, so an AVX2 / NEON version can reproduce the scalar bytes exactly.
- * Levels are found with qk_level (round to nearest even, then clamp, all in
- * float arithmetic without comparisons), and the error loops keep levels as
- * floats, so they vectorize as they are. */
+ * gives, so the SIMD instances (quant_simd.h) reproduce the scalar bytes
+ * exactly. Levels are kept as floats. */
 #ifndef TS_QUANT_K_IMPL_H
 #define TS_QUANT_K_IMPL_H
 
@@ -45,12 +43,6 @@ static inline float qk_clamp_level(float l, float top)
     l = (l + fabsf(l)) * 0.5f;
     const float r = top - l;
     return top - (r + fabsf(r)) * 0.5f;
-}
-
-/* The nearest level in 0..top to a finite v. */
-static inline float qk_level(float v, float top)
-{
-    return qk_clamp_level(qk_rint(v), top);
 }
 
 /* max then min, each written the way SSE's maxps / minps behave (a NaN
@@ -103,6 +95,8 @@ typedef struct {
  * token touched still round sensibly; all-zero: the default weights). */
 void qk_prepare(const float *x, const float *imatrix, qk_block_in *in);
 
+#define QK_MAX_GRID 32
+
 /* Affine k-quants (q2_K, q4_K, q5_K): value = (d*sc)*l - (dmin*m), with
  * levels l in 0..nmax and per-sub-block codes sc, m in 0..code_max. */
 typedef struct {
@@ -110,7 +104,7 @@ typedef struct {
     int sub_len;  /* values per sub-block (a multiple of 8) */
     int nmax;     /* largest level */
     int code_max; /* largest scale / min code */
-    int n_grid;   /* stage-1 candidate scales per sub-block */
+    int n_grid;   /* stage-1 candidate scales per sub-block, at most QK_MAX_GRID */
     float grid_lo, grid_step;
 } qk_affine_shape;
 

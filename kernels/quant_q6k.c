@@ -3,69 +3,19 @@
  * docs/formats/quant-types.md).
  *
  * As ggml's quantize_row_q6_K_impl: each sub-block's scale comes from the
- * symmetric grid search (ts_kq_search_sym, nmax 32; without an imatrix
- * weighted x^2 + mean(x^2), ggml: x^2), and the largest becomes int8 code
- * -128. Ours on top: a wider, coarser grid; each sub-block keeps whichever
- * of the int8 codes next to its ideal scale gives the least error once its
- * 6-bit codes are re-rounded at that scale. */
+ * symmetric grid search over ggml's grid (nmax 32; weights: the imatrix, or
+ * x^2 without one), and the largest becomes int8 code -128. Ours on top:
+ * each sub-block keeps whichever of the int8 codes next to its ideal scale
+ * gives the least error once its 6-bit codes are re-rounded at that scale,
+ * which can only lower the error for the scales found (test_quant_types.sh:
+ * below ggml's error with and without an imatrix). The search is the q6k_block of
+ * quant_k_rows.h, one instance per ISA (quant_simd.h); here the packing. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("fp-contract=off") /* see kernels/quant_legacy.c */
 #endif
-#include "kernels/quant_kernels.h"
-#include "kernels/kernel_impl.h"
+#include "kernels/quant_simd.h"
 
 #include <math.h>
-
-#define SUB 16
-#define NSUB (TS_QK_K / SUB)
-
-/* ggml searches -(32 + 0.1 t), t in [-9, 9]; coarser scales (the largest
- * |x| at level -20 .. -35) find much better fits for 16 values weighted by
- * x^2 or an imatrix, at fewer trials. */
-static const ts_kq_grid GRID = {-12, 3, 1.f};
-
-/* Codes L (0..63, value L - 32) and int8 scales for one super-block;
- * returns the fp16 bits of d, or 0 with everything zero for a block that
- * quantizes to zero. */
-static uint16_t quant_q6k_block(const float *src, const float *imatrix, uint8_t *L, int8_t *sc)
-{
-    float x[TS_QK_K], w[TS_QK_K], scales[NSUB];
-    int e;
-    if (!ts_kq_load(src, TS_QK_K, x, &e))
-        return 0;
-    ts_kq_weights(x, imatrix, TS_QK_K, 1, -1.f, w); /* ggml: the imatrix as is */
-    float max_scale = 0.f, amax_scale = 0.f;
-    for (int ib = 0; ib < NSUB; ib++) {
-        scales[ib] = ts_kq_search_sym(x + ib * SUB, w + ib * SUB, SUB, 32, &GRID);
-        if (fabsf(scales[ib]) > amax_scale) {
-            amax_scale = fabsf(scales[ib]);
-            max_scale = scales[ib];
-        }
-    }
-    float d;
-    uint16_t h = ts_kq_f16_scaled_super(max_scale / -128.f, e, &d);
-    if (d == 0.f)
-        return 0;
-    float id = 1.f / d;
-    for (int ib = 0; ib < NSUB; ib++) {
-        const float *xb = x + ib * SUB, *wb = w + ib * SUB;
-        uint8_t L2[SUB];
-        int c0 = ts_kq_round_clamp(id * scales[ib], -128, 127);
-        float best = INFINITY;
-        sc[ib] = (int8_t)c0;
-        for (int c = c0 - 1; c <= c0 + 1; c++) {
-            if (c < -128 || c > 127)
-                continue;
-            float err = ts_kq_err_sym(xb, wb, SUB, 32, d * (float)c, L2);
-            if (err < best) {
-                best = err;
-                sc[ib] = (int8_t)c;
-                memcpy(L + ib * SUB, L2, SUB);
-            }
-        }
-    }
-    return h;
-}
 
 /* ggml's packing, per half (128 values): ql[l] holds the low nibbles of
  * values l and l + 64, ql[l + 32] those of l + 32 and l + 96; qh[l] holds
@@ -73,10 +23,11 @@ static uint16_t quant_q6k_block(const float *src, const float *imatrix, uint8_t 
 void ts_k_quantize_row_q6_k(const float *src, void *dst, int64_t n, const float *imatrix)
 {
     uint8_t *out = dst;
+    const ts_kq_impl *impl = ts_kq_active();
     for (int64_t b = 0; b < n / TS_QK_K; b++, out += TS_Q6_K_BLOCK_BYTES) {
         uint8_t L[TS_QK_K];
-        int8_t sc[NSUB];
-        uint16_t h = quant_q6k_block(src + b * TS_QK_K, imatrix ? imatrix + b * TS_QK_K : NULL, L, sc);
+        int8_t sc[TS_QK_K / 16];
+        uint16_t h = impl->q6k_block(src + b * TS_QK_K, imatrix ? imatrix + b * TS_QK_K : NULL, L, sc);
         if (h == 0) {
             memset(out, 0, TS_Q6_K_BLOCK_BYTES); /* as ggml writes a zero block */
             continue;
@@ -91,7 +42,7 @@ void ts_k_quantize_row_q6_k(const float *src, void *dst, int64_t n, const float 
                                               ((Lh[l + 96] >> 4) << 6));
             }
         }
-        memcpy(out + TS_QK_K / 2 + TS_QK_K / 4, sc, NSUB);
+        memcpy(out + TS_QK_K / 2 + TS_QK_K / 4, sc, sizeof sc);
         out[TS_Q6_K_BLOCK_BYTES - 2] = (uint8_t)(h & 0xff);
         out[TS_Q6_K_BLOCK_BYTES - 1] = (uint8_t)(h >> 8);
     }
@@ -101,7 +52,7 @@ static inline float mul_(int bad, float a, float b) { return bad ? ts_kq_x86_mul
 
 /* Exactly ggml's dequantize_row_q6_K: (d * scale) * (code - 32)
  * (x86-faithful for a non-finite d, see ts_kq_x86_mul). */
-void ts_k_dequantize_row_q6_k(const void *src, float *y, int64_t n)
+void ts_kq_scalar_dequantize_row_q6_k(const void *src, float *y, int64_t n)
 {
     const uint8_t *b = src;
     for (int64_t i = 0; i < n / TS_QK_K; i++, b += TS_Q6_K_BLOCK_BYTES) {
@@ -124,4 +75,9 @@ void ts_k_dequantize_row_q6_k(const void *src, float *y, int64_t n)
             }
         }
     }
+}
+
+void ts_k_dequantize_row_q6_k(const void *src, float *dst, int64_t n)
+{
+    ts_kq_active()->dequantize_row_q6_k(src, dst, n);
 }

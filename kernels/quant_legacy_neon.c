@@ -1,0 +1,9 @@
+/* kernels/quant_legacy.c compiled for AArch64 NEON (see quant_simd_names.h). */
+#if defined(__aarch64__)
+#define QK_ISA neon
+#include "kernels/quant_simd_names.h"
+#include "kernels/quant_legacy.c"
+QK_END_TARGET
+#else
+typedef int ts_kq_legacy_neon_unused;
+#endif
