@@ -243,6 +243,6 @@ ts_status ts_tok_read_bpe(const ts_tok_files *f, int64_t rows, ts_tok_vocab *v, 
     if (st)
         return st;
     v->model = "gpt2";
-    v->pre = pre;
+    v->pre = ts_tok_family_pre(f, pre);
     return TS_OK;
 }

@@ -120,6 +120,17 @@ ts_status ts_tok_check_merge(const ts_tok_files *f, const ts_tok_map *map, size_
 /* ---- tokenizer_pre.c ---- */
 /* Name llama.cpp uses for the pre-tokenizer of tokenizer.json (its "pre_tokenizer"). */
 ts_status ts_tok_detect_pre(const json_t *tokenizer, bool ignore_merges, const char **name, ts_err *err);
+/* A model class's own vocabulary conventions (config.json architectures[0]),
+ * as llama.cpp's converter hard-codes them for that class. */
+typedef struct {
+    const char *hf_arch;
+    const char *from_pre[2]; /* detected names it replaces ... */
+    const char *pre;         /* ... with this one */
+    const char *special[4][2]; /* {type ("bos", "eot", ...), token text}: fills types still unset */
+} ts_tok_family;
+const ts_tok_family *ts_tok_family_of(const ts_tok_files *f); /* NULL: none */
+/* detected, or the family's name for it. */
+const char *ts_tok_family_pre(const ts_tok_files *f, const char *detected);
 
 /* ---- tokenizer_special.c ---- */
 /* Special token ids, add_*_token flags, chat template and normalizer flags (gguf-py SpecialVocab). */

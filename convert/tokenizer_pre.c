@@ -183,3 +183,33 @@ ts_status ts_tok_detect_pre(const json_t *tokenizer, bool ignore_merges, const c
                    "known names: %s; see docs/tokenizers.md",
                    ignore_merges ? "true" : "false", regexes, known);
 }
+
+/* Model classes whose vocabulary llama.cpp's converter labels itself instead
+ * of by the hash of a probe tokenization: GLM-4.5 (conversion/glm.py,
+ * Glm4MoeModel -> _set_vocab_glm). Its split regex is Llama 3's, which the
+ * table above can only call llama-bpe / smaug-bpe; llama.cpp's hash list names
+ * it "glm4" (same regex, merges not ignored, no default BOS). The special
+ * tokens are set after gguf-py's SpecialVocab has read the files, so they only
+ * fill types the files left unset. */
+static const ts_tok_family FAMILIES[] = {
+    {"Glm4MoeForCausalLM", {"llama-bpe", "smaug-bpe"}, "glm4",
+     {{"bos", "[gMASK]"}, {"eot", "<|user|>"}, {"unk", "<|endoftext|>"}, {"eom", "<|observation|>"}}},
+};
+
+const ts_tok_family *ts_tok_family_of(const ts_tok_files *f)
+{
+    const char *arch = json_string_value(json_array_get(json_object_get(f->config, "architectures"), 0));
+    for (size_t i = 0; arch && i < sizeof FAMILIES / sizeof *FAMILIES; i++)
+        if (strcmp(arch, FAMILIES[i].hf_arch) == 0)
+            return &FAMILIES[i];
+    return NULL;
+}
+
+const char *ts_tok_family_pre(const ts_tok_files *f, const char *detected)
+{
+    const ts_tok_family *fam = ts_tok_family_of(f);
+    for (size_t i = 0; fam && i < sizeof fam->from_pre / sizeof *fam->from_pre && fam->from_pre[i]; i++)
+        if (strcmp(detected, fam->from_pre[i]) == 0)
+            return fam->pre;
+    return detected;
+}

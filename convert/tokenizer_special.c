@@ -169,6 +169,18 @@ static void ids_from_config(special_state *s, const json_t *cfg)
     }
 }
 
+/* The model class's hard-coded special tokens (ts_tok_family_of), after what
+ * gguf-py's SpecialVocab reads from the files, as llama.cpp's converter calls
+ * _set_special_token after building it. */
+static void family_specials(special_state *s)
+{
+    const ts_tok_family *fam = ts_tok_family_of(s->f);
+    for (size_t i = 0; fam && i < sizeof fam->special / sizeof *fam->special && fam->special[i][0]; i++)
+        for (int t = 0; t < SP_COUNT; t++)
+            if (strcmp(SP_NAME[t], fam->special[i][0]) == 0)
+                set_id(s, t, resolve(s, fam->special[i][1]));
+}
+
 static void parse_normalizer(const json_t *n, int *lower, int *strip, int depth)
 {
     const char *type = ts_tok_json_str(n, "type");
@@ -236,6 +248,7 @@ ts_status ts_tok_write_special(const ts_tok_files *f, const ts_tok_vocab *v, con
             set_id(&s, t, resolve(&s, ts_tok_token_content(json_object_get(f->special_map, key))));
     }
     ids_from_config(&s, f->config);
+    family_specials(&s);
     ids_from_config(&s, f->gen_config);
     static const int spm_type[4] = {SP_UNK, SP_BOS, SP_EOS, SP_PAD};
     for (int k = 0; k < 4; k++)

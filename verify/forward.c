@@ -4,6 +4,9 @@
  * residual, then the final norm and the output matrix. Every step works on
  * all tokens of the sequence at once (one row per token).
  *
+ * deepseek2's MLA, the moe2 routing, glm4moe's layers and gpt-oss's sinks,
+ * windows and router come from forward_<arch>.c.
+ *
  * Elementwise steps copy the arithmetic of llama.cpp's graph and ggml's CPU
  * ops (sums of squares in double, RoPE angles advanced by repeated float
  * multiplication, ...) so results agree with it to rounding. */
@@ -44,8 +47,12 @@ static float yarn_corr_dim(int64_t n_dims, int64_t n_ctx_orig, float n_rot, floa
 static void rope_cache(const ts_config *c, const float *freq_factors, int64_t n, float *cs)
 {
     const float theta_scale = powf(c->rope_base, -2.0f / (float)c->n_rot);
-    float lo = floorf(yarn_corr_dim(c->n_rot, c->rope_n_ctx_orig, c->rope_beta_fast, c->rope_base));
-    float hi = ceilf(yarn_corr_dim(c->n_rot, c->rope_n_ctx_orig, c->rope_beta_slow, c->rope_base));
+    float lo = yarn_corr_dim(c->n_rot, c->rope_n_ctx_orig, c->rope_beta_fast, c->rope_base);
+    float hi = yarn_corr_dim(c->n_rot, c->rope_n_ctx_orig, c->rope_beta_slow, c->rope_base);
+    if (!c->rope_yarn_exact) { /* ggml_rope_yarn_corr_dims rounds outwards */
+        lo = floorf(lo);
+        hi = ceilf(hi);
+    }
     lo = fmaxf(0.0f, lo);
     hi = fminf((float)(c->n_rot - 1), hi);
     for (int64_t p = 0; p < n; p++) {
@@ -155,7 +162,8 @@ static ts_status attention_block(ts_model *m, const ts_layer_weights *l, int64_t
         round_f16(s->k, T * nk);
         round_f16(s->v, T * nv);
     }
-    if ((st = ts_attention(m, n_seq, n, r0, err)))
+    st = c->arch == TS_MARCH_GPTOSS ? ts_gptoss_attention(m, l, n_seq, n, r0, err) : ts_attention(m, n_seq, n, r0, err);
+    if (st)
         return st;
     const int64_t no = c->n_head * c->head_dim_v, per_seq = n - r0, rows = n_seq * per_seq;
     if (r0 > 0) /* pack; every destination row lies at or before its source */
@@ -283,7 +291,14 @@ ts_status ts_fw_moe_experts(ts_model *m, const ts_layer_weights *l, int64_t rows
         jobs[n_jobs++] = (ts_mm_job){&l->up_exps, (int)e, s->moe_x + r * nd, cnt, s->hb2 + r * nf};
     }
     if (!(st = ts_mm_run(m, jobs, n_jobs, err))) {
-        swiglu(s->hb, s->hb2, rows * ku * nf);
+        for (int64_t e = 0; e < ne && l->gate_exps_b; e++) { /* gpt-oss: per-expert biases */
+            add_bias(s->hb + count[e] * nf, l->gate_exps_b + e * nf, count[e + 1] - count[e], nf);
+            add_bias(s->hb2 + count[e] * nf, l->up_exps_b + e * nf, count[e + 1] - count[e], nf);
+        }
+        if (c->arch == TS_MARCH_GPTOSS)
+            ts_gptoss_swiglu(s->hb, s->hb2, rows * ku * nf);
+        else
+            swiglu(s->hb, s->hb2, rows * ku * nf);
         n_jobs = 0;
         for (int64_t e = 0; e < ne; e++) {
             int64_t r = count[e], cnt = count[e + 1] - count[e];
@@ -291,6 +306,8 @@ ts_status ts_fw_moe_experts(ts_model *m, const ts_layer_weights *l, int64_t rows
                 jobs[n_jobs++] = (ts_mm_job){&l->down_exps, (int)e, s->hb + r * nf, cnt, s->ffn_out + r * nd};
         }
         st = ts_mm_run(m, jobs, n_jobs, err);
+        for (int64_t e = 0; !st && e < ne && l->down_exps_b; e++)
+            add_bias(s->ffn_out + count[e] * nd, l->down_exps_b + e * nd, count[e + 1] - count[e], nd);
     }
     free(count);
     free(fill);
@@ -319,8 +336,10 @@ static ts_status ffn_block(ts_model *m, const ts_layer_weights *l, int64_t rows,
     const ts_config *c = &m->c;
     ts_run_state *s = &m->s;
     rmsnorm_rows(s->xb, s->x, l->ffn_norm, rows, c->n_embd, c->norm_eps);
-    ts_status st = !l->moe ? dense_ffn(m, l, rows, err) : c->moe2 ? ts_moe2_ffn(m, l, rows, err)
-                                                                   : moe_ffn(m, l, rows, err);
+    ts_status st = !l->moe                      ? dense_ffn(m, l, rows, err)
+                   : c->moe2                    ? ts_moe2_ffn(m, l, rows, err)
+                   : c->arch == TS_MARCH_GPTOSS ? ts_gptoss_ffn(m, l, rows, err)
+                                                : moe_ffn(m, l, rows, err);
     if (st)
         return st;
     for (int64_t i = 0; i < rows * c->n_embd; i++)

@@ -23,13 +23,15 @@
 
 typedef enum { ACT_NONE, ACT_F16, ACT_BF16, ACT_Q8_0, ACT_Q8_K } act_kind;
 
-/* ggml-cpu's type_traits_cpu[type].vec_dot_type (q8_1 rounds like q8_0). */
+/* ggml-cpu's type_traits_cpu[type].vec_dot_type (q8_1 rounds like q8_0;
+ * MXFP4's is q8_0 too). */
 static act_kind act_kind_of(ts_dtype t)
 {
     switch (t) {
     case TS_F16: return ACT_F16;
     case TS_BF16: return ACT_BF16;
-    case TS_Q4_0: case TS_Q4_1: case TS_Q5_0: case TS_Q5_1: case TS_Q8_0: case TS_IQ4_NL: return ACT_Q8_0;
+    case TS_Q4_0: case TS_Q4_1: case TS_Q5_0: case TS_Q5_1: case TS_Q8_0: case TS_IQ4_NL: case TS_MXFP4:
+        return ACT_Q8_0;
     case TS_Q2_K: case TS_Q3_K: case TS_Q4_K: case TS_Q5_K: case TS_Q6_K: case TS_IQ4_XS: return ACT_Q8_K;
     default: return ACT_NONE;
     }

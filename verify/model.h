@@ -1,7 +1,7 @@
 /* The reference forward pass: a decoder-only transformer (llama, qwen2,
- * qwen3, qwen3moe; deepseek2 and glm4moe in forward_deepseek.c /
- * forward_glm.c / forward_moe2.c) read straight from a GGUF in any type the quant table can
- * dequantize, evaluated a whole sequence at a time (causal, from an empty
+ * qwen3, qwen3moe; deepseek2, glm4moe and gpt-oss in forward_deepseek.c /
+ * forward_glm.c / forward_moe2.c / forward_gptoss.c) read straight from a
+ * GGUF in any type the quant table can dequantize, evaluated a whole sequence at a time (causal, from an empty
  * cache), multithreaded. Numerics follow llama.cpp's CPU backend closely
  * enough that perplexities agree to well under 0.1% (docs/perplexity.md,
  * "Numerics"). The code reads top to bottom like llama2.c's run.c:
@@ -50,7 +50,7 @@ int ts_model_n_threads(const ts_model *m);
  *   does (llama-perplexity's setting; `ts_llama logits` uses F32).
  * ggml_activations [true]: round each matmul's input the way llama.cpp's CPU
  *   backend does for the weight's type before its dot products: to f16 for
- *   F16 weights, bf16 for BF16, q8_0 for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL,
+ *   F16 weights, bf16 for BF16, q8_0 for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL/MXFP4,
  *   q8_K for the k-quants and IQ4_XS. false: exact f32 activations. */
 void ts_model_set_kv_f16(ts_model *m, bool on);
 void ts_model_set_ggml_activations(ts_model *m, bool on);

@@ -11,6 +11,7 @@ typedef enum {
     TS_MARCH_LLAMA, TS_MARCH_QWEN2, TS_MARCH_QWEN3, TS_MARCH_QWEN3MOE,
     TS_MARCH_DEEPSEEK2, /* forward_deepseek.c */
     TS_MARCH_GLM4MOE,   /* forward_glm.c */
+    TS_MARCH_GPTOSS,    /* forward_gptoss.c */
 } ts_model_arch_id;
 
 /* llama.cpp's expert_gating_func values (LLAMA_EXPERT_GATING_FUNC_TYPE_*). */
@@ -42,6 +43,11 @@ typedef struct {
      * sizes of the decompressed form (head_dim / head_dim_v are the MQA
      * sizes kv_lora + rope and kv_lora there). */
     int64_t n_lora_q, n_lora_kv, head_dim_k_mla, head_dim_v_mla;
+    /* gpt-oss (forward_gptoss.c): the sliding window of its windowed
+     * layers, and YaRN's correction range left unrounded as the official
+     * code computes it (rope.scaling truncate: false; ggml floors/ceils it). */
+    int64_t n_swa;
+    bool rope_yarn_exact;
 } ts_config;
 
 /* One weight matrix, or a stack of n_mat expert matrices, as stored:
@@ -69,6 +75,11 @@ typedef struct {
      * [compressed kv | k rope part], wk_b / wv_b: per-head stacks. */
     ts_weight wq_a, wq_b, wkv_a_mqa, wk_b, wv_b;
     float *q_a_norm, *kv_a_norm;
+    /* gpt-oss: per-head sink logits, sliding-window layer, router bias,
+     * per-expert biases (n_expert rows of n_ff_exp / n_embd). */
+    float *attn_sinks;
+    bool swa;
+    float *gate_inp_b, *gate_exps_b, *up_exps_b, *down_exps_b;
 } ts_layer_weights;
 
 typedef struct {
@@ -163,6 +174,8 @@ ts_status ts_ml_int(const ts_model *m, const char *suffix, bool required, int64_
                     ts_err *err);
 ts_status ts_ml_float(const ts_model *m, const char *suffix, bool required, float *out, ts_err *err);
 bool ts_ml_has(const ts_model *m, const char *name);
+/* Frees p with the model (p is freed on failure too). */
+ts_status ts_ml_keep(ts_model *m, float *p, ts_err *err);
 
 /* ---- forward.c: steps the forward_<arch>.c files reuse ---- */
 void ts_fw_rmsnorm_rows(float *o, const float *x, const float *w, int64_t rows, int64_t n, float eps);
@@ -174,8 +187,9 @@ void ts_fw_round_f16(float *x, int64_t n);
 void ts_fw_rope(const ts_config *c, const float *cs, float *x, int64_t rows, int64_t ld, int64_t n_heads,
                 int64_t head_stride, int64_t n);
 /* Runs the experts chosen in s->sel / s->sel_w (rows x n_expert_used) on
- * s->xb: each expert's SwiGLU once over its tokens, outputs weighted and
- * summed in slot order into s->ffn_out. Overwrites s->xb. */
+ * s->xb: each expert's SwiGLU once over its tokens (gpt-oss: with l's
+ * expert biases and its clamped SwiGLU), outputs weighted and summed in slot
+ * order into s->ffn_out. Overwrites s->xb. */
 ts_status ts_fw_moe_experts(ts_model *m, const ts_layer_weights *l, int64_t rows, ts_err *err);
 
 /* ---- forward_moe2.c ---- */
@@ -200,5 +214,19 @@ ts_status ts_deepseek_attention(ts_model *m, const ts_layer_weights *l, int64_t 
 /* ---- forward_glm.c ---- */
 ts_status ts_glm_config(ts_model *m, ts_err *err);
 ts_status ts_glm_load_layer(ts_model *m, int64_t il, ts_err *err);
+
+/* ---- forward_gptoss.c ---- */
+ts_status ts_gptoss_config(ts_model *m, ts_err *err);
+ts_status ts_gptoss_load_layer(ts_model *m, int64_t il, ts_err *err);
+/* ts_attention with l's sink logits and, on sliding-window layers, keys
+ * limited to the last n_swa positions. */
+ts_status ts_gptoss_attention(ts_model *m, const ts_layer_weights *l, int64_t n_seq, int64_t n, int64_t r0,
+                              ts_err *err);
+/* Router (bias, top-k of the logits, softmax over the chosen) and experts
+ * on s->xb into s->ffn_out. */
+ts_status ts_gptoss_ffn(ts_model *m, const ts_layer_weights *l, int64_t rows, ts_err *err);
+/* gpt-oss's clamped SwiGLU in place in gate: min(g, 7) * sigmoid(1.702 *
+ * min(g, 7)) * (clamp(u, -7, 7) + 1). */
+void ts_gptoss_swiglu(float *gate, const float *up, int64_t n);
 
 #endif

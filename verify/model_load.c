@@ -1,8 +1,8 @@
 /* Config and Weights from a GGUF: the {arch}.* keys convert writes and the
  * tensors llama.cpp's loader expects for llama, qwen2, qwen3 and qwen3moe
- * (src/models/<arch>.cpp there); deepseek2 and glm4moe add theirs in
- * forward_deepseek.c / forward_glm.c. Every shape is checked here, so
- * forward.c can trust them. */
+ * (src/models/<arch>.cpp there); deepseek2, glm4moe and gpt-oss add theirs
+ * in forward_deepseek.c / forward_glm.c / forward_gptoss.c. Every shape is
+ * checked here, so forward.c can trust them. */
 #include "verify/model_internal.h"
 
 #include "core/threads.h"
@@ -199,13 +199,30 @@ static ts_status rope_params(ts_model *m, ts_err *err)
     return TS_OK;
 }
 
+/* The experts' ff size when no expert_feed_forward_length key gives it:
+ * Mixtral's llama GGUFs size them by feed_forward_length itself, qwen3moe
+ * by n_ff / n_expert_used; the first stacked up_exps tensor says which (the
+ * layer loaders then check every stack against it). 0 when there is none. */
+static int64_t expert_ff_from_tensors(const ts_model *m)
+{
+    char n[64];
+    for (int64_t il = 0; il < m->c.n_layer; il++) {
+        snprintf(n, sizeof n, "blk.%lld.ffn_up_exps.weight", (long long)il);
+        const ts_gguf_tensor *t = find(m, n);
+        if (t)
+            return t->t.n_dims == 3 && t->t.ne[1] > 0 ? t->t.ne[1] : 0;
+    }
+    return 0;
+}
+
 static ts_status load_config(ts_model *m, ts_err *err)
 {
     ts_config *c = &m->c;
     const char *arch = ts_gguf_get_str(m->g, "general.architecture");
     static const struct { const char *name; ts_model_arch_id id; } archs[] = {
         {"llama", TS_MARCH_LLAMA}, {"qwen2", TS_MARCH_QWEN2}, {"qwen3", TS_MARCH_QWEN3}, {"qwen3moe", TS_MARCH_QWEN3MOE},
-        {"deepseek2", TS_MARCH_DEEPSEEK2}, {"glm4moe", TS_MARCH_GLM4MOE}};
+        {"deepseek2", TS_MARCH_DEEPSEEK2}, {"glm4moe", TS_MARCH_GLM4MOE},
+        {"gpt-oss", TS_MARCH_GPTOSS}};
     if (!arch)
         return ts_fail(err, TS_ERR_FORMAT, "%s: no general.architecture key", m->g->file.path);
     size_t i = 0;
@@ -213,7 +230,7 @@ static ts_status load_config(ts_model *m, ts_err *err)
         i++;
     if (i == sizeof archs / sizeof archs[0])
         return ts_fail(err, TS_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (llama, qwen2, qwen3, qwen3moe, "
-                       "deepseek2, glm4moe)",
+                       "deepseek2, glm4moe, gpt-oss)",
                        m->g->file.path, arch);
     c->arch = archs[i].id;
     c->arch_name = archs[i].name;
@@ -253,7 +270,9 @@ static ts_status load_config(ts_model *m, ts_err *err)
     if (c->arch == TS_MARCH_QWEN3MOE && !c->n_expert)
         return ts_fail(err, TS_ERR_FORMAT, "%s: qwen3moe needs expert_count > 0", m->g->file.path);
     if (c->n_expert && !c->n_ff_exp)
-        c->n_ff_exp = c->n_ff / c->n_expert_used; /* llama.cpp's fallback */
+        c->n_ff_exp = expert_ff_from_tensors(m);
+    if (c->n_expert && !c->n_ff_exp)
+        c->n_ff_exp = c->n_ff / c->n_expert_used; /* llama.cpp's qwen3moe fallback */
     c->kq_scale = 1.0f / sqrtf((float)c->head_dim);
     if (c->arch == TS_MARCH_LLAMA && (st = get_float(m, "attention.scale", false, &c->kq_scale, err)))
         return st;
@@ -265,6 +284,8 @@ static ts_status load_config(ts_model *m, ts_err *err)
         return ts_deepseek_config(m, err);
     if (c->arch == TS_MARCH_GLM4MOE)
         return ts_glm_config(m, err);
+    if (c->arch == TS_MARCH_GPTOSS)
+        return ts_gptoss_config(m, err);
     return TS_OK;
 }
 
@@ -275,6 +296,8 @@ static ts_status load_layer(ts_model *m, int64_t il, ts_err *err)
         return ts_deepseek_load_layer(m, il, err);
     if (c->arch == TS_MARCH_GLM4MOE)
         return ts_glm_load_layer(m, il, err);
+    if (c->arch == TS_MARCH_GPTOSS)
+        return ts_gptoss_load_layer(m, il, err);
     ts_layer_weights *l = &m->w.layers[il];
     const int64_t nq = c->n_head * c->head_dim, nk = c->n_head_kv * c->head_dim, nv = c->n_head_kv * c->head_dim_v;
     const int64_t no = c->n_head * c->head_dim_v;
@@ -463,6 +486,11 @@ ts_status ts_ml_float(const ts_model *m, const char *suffix, bool required, floa
 bool ts_ml_has(const ts_model *m, const char *name)
 {
     return find(m, name) != NULL;
+}
+
+ts_status ts_ml_keep(ts_model *m, float *p, ts_err *err)
+{
+    return keep(m, p, err);
 }
 
 void ts_model_free(ts_model *m)
