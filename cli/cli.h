@@ -9,6 +9,7 @@ int cmd_perplexity(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_imatrix(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_release(int argc, char **argv);
 /* -t N: 1..4096; prints the error itself. */
 #include <jansson.h>
 /* Prints j (indented) and a newline to stdout, then releases it. */

@@ -16,6 +16,7 @@ static const struct {
     {"logits", cmd_logits, "logits of one token sequence (raw float32 or top-K)"},
     {"imatrix", cmd_imatrix, "importance matrix from a calibration text (llama.cpp's GGUF imatrix format)"},
     {"verify", cmd_verify, "check a GGUF before publishing: structure, checksums, accuracy gates"},
+    {"release", cmd_release, "every quantized variant in one pass, measured, with a model card and checksums"},
 };
 
 static void usage(FILE *fp)

@@ -4,6 +4,7 @@
 
 #include "core/ts.h"
 #include "formats/gguf.h"
+#include "formats/gguf_split.h"
 
 /* One planned output tensor, as a plan hook sees it. */
 typedef struct {
@@ -29,6 +30,19 @@ typedef struct {
 typedef ts_status (*ts_convert_plan_fn)(void *ctx, const ts_convert_model *m, ts_convert_tensor *tensors, size_t n,
                                         ts_gguf_writer *w, ts_err *err);
 
+/* One output of a fan-out conversion (tessera release): the same model
+ * written to several GGUFs in one pass over the checkpoint, each with its
+ * own plan hook (its types and metadata) and split options. Output k is
+ * byte for byte what a ts_convert with output and plan_fn alone writes. */
+typedef struct {
+    const char *output;
+    ts_gguf_split_opts split;
+    ts_convert_plan_fn plan_fn; /* optional */
+    void *plan_ctx;
+    uint64_t bytes_out;         /* out: bytes of the file(s) written */
+    size_t n_files;             /* out: 1, or the split parts */
+} ts_convert_output;
+
 typedef struct {
     const char *input;   /* model directory, .safetensors file or index */
     const char *output;  /* .gguf path */
@@ -42,6 +56,9 @@ typedef struct {
     ts_convert_plan_fn plan_fn; /* optional */
     void *plan_ctx;
     const char *progress_label; /* NULL: "convert" */
+    /* n_outputs > 0: write these instead of output / plan_fn (not with vocab_only) */
+    ts_convert_output *outputs;
+    size_t n_outputs;
 } ts_convert_opts;
 
 typedef struct {

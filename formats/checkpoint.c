@@ -184,3 +184,28 @@ void ts_checkpoint_release(const ts_checkpoint *c, const ts_tensor *t)
     const ts_mapped_file *f = &c->st->files[st->file_index];
     ts_mapped_release(f, st->offset, t->nbytes);
 }
+
+void ts_checkpoint_release_range(const ts_checkpoint *c, const ts_tensor *t, uint64_t offset, uint64_t len)
+{
+    if (c->pt || c->st->borrowed || offset >= t->nbytes)
+        return;
+    if (len > t->nbytes - offset)
+        len = t->nbytes - offset;
+    const ts_st_tensor *st = (const ts_st_tensor *)t;
+    const ts_mapped_file *f = &c->st->files[st->file_index];
+    /* Outwards to whole pages (ts_mapped_release rounds inwards, which would
+     * keep every page that straddles two successive ranges): the file is
+     * mapped read-only, so a neighbour's page dropped here is only re-read. */
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), start = st->offset + offset;
+    uint64_t back = start % page, end = start + len;
+    end = (end + page - 1) / page * page;
+    ts_mapped_release(f, start - back, end - (start - back));
+}
+
+void ts_checkpoint_release_all(const ts_checkpoint *c)
+{
+    if (c->pt || c->st->borrowed)
+        return;
+    for (size_t i = 0; i < c->st->n_files; i++)
+        ts_mapped_release(&c->st->files[i], 0, c->st->files[i].size);
+}

@@ -36,5 +36,16 @@ uint64_t ts_checkpoint_data_bytes(const ts_checkpoint *c);
 ts_status ts_checkpoint_data(const ts_checkpoint *c, const ts_tensor *t, const void **data, ts_err *err);
 /* Done with this tensor's bytes: drop its pages so RSS stays bounded while streaming. */
 void ts_checkpoint_release(const ts_checkpoint *c, const ts_tensor *t);
+/* Done with bytes [offset, offset + len) of t's data while the rest is still in
+ * use: drops the mapped pages that range touches (a page it shares with other
+ * data is read back from the file if touched again). */
+void ts_checkpoint_release_range(const ts_checkpoint *c, const ts_tensor *t, uint64_t offset, uint64_t len);
+/* Drops every mapped page of the checkpoint's files. Reading a small tensor
+ * (an FP8 scale) maps the pages around it too (the kernel's fault-around),
+ * parts of tensors released long ago; without this they stay resident and RSS
+ * grows with the layer count. Call between tensors, with no data in use.
+ * Both are no-ops for materialized (PyTorch) tensors, which
+ * ts_checkpoint_release frees. */
+void ts_checkpoint_release_all(const ts_checkpoint *c);
 
 #endif

@@ -32,4 +32,12 @@ int64_t ts_gguf_ix_find(const ts_gguf_index *ix, const char *name, ts_gguf_name_
 bool ts_gguf_ix_add(ts_gguf_index *ix, uint64_t idx, ts_gguf_name_fn fn, const void *ctx);
 void ts_gguf_ix_free(ts_gguf_index *ix);
 
+/* Read access to a writer's key/values and tensor table (gguf_split.c builds
+ * split parts from a complete writer). i must be below the counts. */
+uint64_t ts_gguf_writer_n_kv(const ts_gguf_writer *w);
+const ts_gguf_kv *ts_gguf_writer_kv(const ts_gguf_writer *w, uint64_t i);
+bool ts_gguf_writer_checksums(const ts_gguf_writer *w);
+void ts_gguf_writer_tensor_info(const ts_gguf_writer *w, uint64_t i, const char **name, ts_dtype *type, int *n_dims,
+                                const int64_t **ne);
+
 #endif

@@ -626,3 +626,21 @@ ts_status ts_gguf_writer_finish(ts_gguf_writer *w, ts_err *err)
     w->state = st == TS_OK ? W_DONE : W_FAILED;
     return st;
 }
+
+/* ---- read access for formats/gguf_split.c (gguf_internal.h) ---- */
+
+uint64_t ts_gguf_writer_n_kv(const ts_gguf_writer *w) { return w->n_kv; }
+
+const ts_gguf_kv *ts_gguf_writer_kv(const ts_gguf_writer *w, uint64_t i) { return i < w->n_kv ? &w->kv[i] : NULL; }
+
+bool ts_gguf_writer_checksums(const ts_gguf_writer *w) { return w->checksums; }
+
+void ts_gguf_writer_tensor_info(const ts_gguf_writer *w, uint64_t i, const char **name, ts_dtype *type, int *n_dims,
+                                const int64_t **ne)
+{
+    const wtensor *t = &w->t[i];
+    *name = t->name;
+    *type = t->type;
+    *n_dims = t->n_dims;
+    *ne = t->ne;
+}

