@@ -111,4 +111,35 @@ ts_status ts_release_collect(const ts_release_opts *o, ts_release_result *r, ts_
  * gguf-split's; KiB, MiB, GiB, TiB powers of 1024). False when malformed or 0. */
 bool ts_release_parse_size(const char *s, uint64_t *out);
 
+/* ---- scale-out (release_plan.c, docs/release.md "Scale-out") ---- */
+
+/* A plan: the options frozen in DIR/.work/plan.json so that jobs on other
+ * machines run the same release. */
+typedef struct {
+    ts_release_opts o;           /* strings point into json */
+    const char *types[64];
+    char id[17];                 /* hex FNV-1a of the options: each job line names it */
+    const char *cwd;             /* the folder relative paths are relative to */
+    size_t n_jobs;
+    void *json;
+} ts_release_plan;
+
+/* Writes DIR/.work/plan.json and jobs_path: line 1 prepare, then one line
+ * per variant, then collect; each line a complete shell command running
+ * tessera_bin. *n_jobs: the lines written. */
+ts_status ts_release_plan_write(const ts_release_opts *o, const char *tessera_bin, const char *jobs_path,
+                                size_t *n_jobs, ts_err *err);
+/* Reads DIR/.work/plan.json; fails when another tool version than
+ * tool_version wrote it, or when id is given and differs (a job line of
+ * another plan). */
+ts_status ts_release_plan_load(const char *out_dir, const char *id, const char *tool_version, ts_release_plan *p,
+                               ts_err *err);
+void ts_release_plan_free(ts_release_plan *p);
+/* Line k (1-based) of a jobs file (heap, no newline); TS_ERR_ARG naming the
+ * range when k is outside it. */
+ts_status ts_release_plan_line(const char *jobs_path, size_t k, char **line, size_t *n_lines, ts_err *err);
+/* For a job after prepare: the imatrix prepare left (its entry and chunk
+ * counts, for the completeness checks); an error when it is not there. */
+ts_status ts_release_attach(const ts_release_opts *o, ts_release_result *r, ts_err *err);
+
 #endif

